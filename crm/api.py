@@ -1,0 +1,85 @@
+"""The flask-smorest Api: OpenAPI 3 at /api/openapi.json and Swagger UI at /api/docs,
+whose assets are served from the swagger-ui-bundle package (no CDN)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flask
+import flask_smorest
+from flask import Flask, Response, send_from_directory
+from marshmallow import RAISE
+from swagger_ui_bundle import swagger_ui_path
+from webargs.flaskparser import FlaskParser
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
+
+from crm.errors import http_problem
+from crm.schemas import ProblemSchema
+
+API_CONFIG: dict[str, Any] = {
+    "API_TITLE": "CRM and loyalty",
+    "API_VERSION": "v1",
+    "OPENAPI_VERSION": "3.0.3",
+    "OPENAPI_URL_PREFIX": "/api",
+    "OPENAPI_JSON_PATH": "openapi.json",
+    "OPENAPI_SWAGGER_UI_PATH": "docs",
+    "OPENAPI_SWAGGER_UI_URL": "/api/docs/assets/",
+    "API_SPEC_OPTIONS": {
+        "security": [{"bearerAuth": []}],
+        "components": {
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}
+        },
+        "info": {
+            "description": "Errors are application/problem+json (RFC 9457). "
+            "Send 'Authorization: Bearer <key>'."
+        },
+    },
+}
+
+PUBLIC: list[dict[str, list[str]]] = []  # `security` of endpoints that need no key
+
+
+class Api(flask_smorest.Api):
+    ERROR_SCHEMA = ProblemSchema
+
+    def handle_http_exception(self, error: HTTPException) -> Response:  # type: ignore[override]
+        return http_problem(error)
+
+
+class _Parser(FlaskParser):
+    # Unknown fields are refused everywhere, query strings included: a misspelt filter
+    # must not silently return everything.
+    DEFAULT_UNKNOWN_BY_LOCATION = dict.fromkeys(
+        FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION, RAISE
+    )
+
+
+class Blueprint(flask_smorest.Blueprint):
+    ARGUMENTS_PARSER = _Parser()
+
+
+class IdConverter(IntegerConverter):
+    """``<id:name>``: a positive id that fits a BIGINT; anything else is a 404, not a
+    database overflow."""
+
+    def __init__(self, url_map: Any) -> None:
+        super().__init__(url_map, min=1, max=2**63 - 1)
+
+
+api = Api()
+
+docs_assets = flask.Blueprint("docs_assets", __name__)
+
+
+@docs_assets.get("/api/docs/assets/<path:filename>")
+def docs_asset(filename: str) -> Response:
+    return send_from_directory(swagger_ui_path, filename, max_age=86400)
+
+
+def init_api(app: Flask) -> None:
+    for key, value in API_CONFIG.items():
+        app.config.setdefault(key, value)
+    app.url_map.converters["id"] = IdConverter
+    api.init_app(app)
+    app.register_blueprint(docs_assets)

@@ -1,0 +1,57 @@
+"""Who is calling: ``Authorization: Bearer <key>`` is read once per request (before the
+rate limiter, which counts per key), and each view states the scopes it accepts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import g, request
+
+from crm.errors import Forbidden, Unauthorized
+from crm.keys import authenticate
+from crm.models import ApiKey
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def load_key() -> None:
+    """before_request: set ``g.api_key`` to the caller's active key, or None."""
+    g.api_key = None
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        g.api_key = authenticate(token.strip())
+
+
+def current_key() -> ApiKey:
+    key = g.get("api_key")
+    if key is None:
+        raise Unauthorized(
+            "Send a valid API key as 'Authorization: Bearer <key>'."
+            if request.headers.get("Authorization")
+            else "This endpoint needs an API key: 'Authorization: Bearer <key>'."
+        )
+    return key
+
+
+def require(*scopes: str) -> Callable[[F], F]:
+    """Accept a key holding any of ``scopes`` (no scopes: any valid key). ``admin``
+    may do everything."""
+
+    def decorator(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            key = current_key()
+            held = set(key.scope_list)
+            if scopes and "admin" not in held and not held.intersection(scopes):
+                raise Forbidden(
+                    f"This needs a key with scope {' or '.join(scopes)}; "
+                    f"this key has {', '.join(sorted(held))}."
+                )
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator

@@ -1,0 +1,110 @@
+"""Configuration: defaults, overridden by environment variables, overridden by the
+mapping given to ``create_app`` (tests use that). The variables are listed in API.md."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    "DATABASE_URL": None,  # None: sqlite file in the instance folder
+    "SECRET_KEY": None,  # None: generated once into the instance folder
+    "DEFAULT_REGION": "US",
+    "TWILIO_ACCOUNT_SID": None,
+    "TWILIO_AUTH_TOKEN": None,
+    "TWILIO_FROM": None,
+    "TWILIO_MESSAGING_SERVICE_SID": None,
+    "TWILIO_API_BASE_URL": None,
+    "PUBLIC_BASE_URL": "http://localhost:5000",
+    "RATELIMIT_STORAGE_URI": "memory://",
+    "RATELIMIT_DEFAULT": "6000 per minute",
+    "RATELIMIT_ENABLED": True,
+    "SCHEDULER_EMBEDDED": False,
+    "SQLITE_BUSY_TIMEOUT_S": 15.0,
+    "MAX_CONTENT_LENGTH": 4 * 1024 * 1024,
+    "LOG_LEVEL": "INFO",
+    "FEATURE_PACKAGES": ["loyalty", "campaigns"],
+}
+
+
+def _parse(raw: str, like: Any) -> Any:
+    if isinstance(like, bool):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(like, int):
+        return int(raw)
+    if isinstance(like, float):
+        return float(raw)
+    if isinstance(like, list):
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    return raw
+
+
+def load(
+    instance_path: Path,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> dict[str, Any]:
+    """Return the Flask config for an app whose instance folder is ``instance_path``."""
+    config = dict(DEFAULTS)
+    for name, default in DEFAULTS.items():
+        if environ.get(name):
+            config[name] = _parse(environ[name], default)
+    config.update(overrides or {})
+
+    config["DEFAULT_REGION"] = str(config["DEFAULT_REGION"]).upper()
+    config["SQLALCHEMY_DATABASE_URI"] = database_uri(config["DATABASE_URL"], instance_path)
+    config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(
+        config["SQLALCHEMY_DATABASE_URI"], config["SQLITE_BUSY_TIMEOUT_S"]
+    )
+    if not config["SECRET_KEY"]:
+        config["SECRET_KEY"] = instance_secret(instance_path)
+    config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    return config
+
+
+def database_uri(url: str | None, instance_path: Path) -> str:
+    """The SQLAlchemy URL. A relative SQLite path is taken relative to the working
+    directory, as SQLAlchemy itself does (Flask-SQLAlchemy would otherwise put it under
+    the instance folder), so the documented default ``sqlite:///instance/crm.db`` means
+    what it says when run from the project folder."""
+    if not url:
+        return f"sqlite:///{instance_path / 'crm.db'}"
+    if url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgres://")
+    elif url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        path = url.removeprefix("sqlite:///")
+        if not path.startswith("/"):
+            url = f"sqlite:///{Path(path).resolve()}"
+    return url
+
+
+def engine_options(uri: str, busy_timeout_s: float) -> dict[str, Any]:
+    if uri.startswith("sqlite"):
+        # sqlite3's own `timeout` is SQLite's busy timeout: a writer waits for the lock.
+        return {"connect_args": {"timeout": busy_timeout_s}}
+    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+
+
+def instance_secret(instance_path: Path) -> str:
+    """A secret key kept in the instance folder, made on first run."""
+    path = instance_path / "secret_key"
+    if not path.exists():
+        instance_path.mkdir(parents=True, exist_ok=True)
+        # Written aside, then linked into place: several workers starting at once all
+        # end up reading the one key that won.
+        fd, tmp = tempfile.mkstemp(dir=instance_path)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    return path.read_text().strip()

@@ -1,0 +1,169 @@
+"""Customer records: one per person, found through normalised identifiers."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import Select, and_, func, or_, select, tuple_
+from sqlalchemy.orm import selectinload
+
+from crm import signals
+from crm.db import db
+from crm.errors import Conflict, Invalid, NotFound
+from crm.identifiers import InvalidIdentifier, normalize
+from crm.models import Customer, CustomerIdentifier
+
+# API field -> identifier kind
+IDENTIFIER_FIELDS = {"email": "email", "phone": "phone", "card_number": "card"}
+PROFILE_FIELDS = ("first_name", "last_name", "birthday", "city")
+
+
+def region() -> str:
+    return current_app.config["DEFAULT_REGION"]
+
+
+def normalize_fields(data: dict[str, Any]) -> dict[str, str | None]:
+    """{kind: normalised value or None} for the identifier fields present in ``data``;
+    raise Invalid naming every bad field at once."""
+    found: dict[str, str | None] = {}
+    errors: dict[str, list[str]] = {}
+    for field, kind in IDENTIFIER_FIELDS.items():
+        if field not in data:
+            continue
+        if data[field] is None:
+            found[kind] = None
+            continue
+        try:
+            found[kind] = normalize(kind, data[field], region())
+        except InvalidIdentifier as e:
+            errors[field] = [str(e)]
+    if errors:
+        raise Invalid("Some identifiers are not valid: see errors.", errors=errors)
+    return found
+
+
+def owners(pairs: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """Which customer holds each (kind, value): one query for all of them."""
+    if not pairs:
+        return {}
+    rows = db.session.execute(
+        select(CustomerIdentifier.kind, CustomerIdentifier.value, CustomerIdentifier.customer_id)
+        .where(tuple_(CustomerIdentifier.kind, CustomerIdentifier.value).in_(pairs))
+    )
+    return {(kind, value): customer_id for kind, value, customer_id in rows}
+
+
+def _ensure_free(identifiers: dict[str, str | None], customer_id: int | None) -> None:
+    pairs = [(kind, value) for kind, value in identifiers.items() if value is not None]
+    for (kind, value), owner in owners(pairs).items():
+        if owner != customer_id:
+            field = next(f for f, k in IDENTIFIER_FIELDS.items() if k == kind)
+            raise Conflict(
+                f"The {field} {value} belongs to customer {owner}.",
+                existing_customer_id=owner,
+                field=field,
+            )
+
+
+def create_customer(data: dict[str, Any]) -> Customer:
+    identifiers = normalize_fields(data)
+    if not any(identifiers.values()):
+        raise Invalid(
+            "A customer needs at least one of email, phone or card_number.",
+            errors={"_schema": ["Give at least one of email, phone or card_number."]},
+        )
+    _ensure_free(identifiers, None)
+    consent = data.get("consent") or {}
+    customer = Customer(
+        **{f: data.get(f) for f in PROFILE_FIELDS},
+        consent_sms=consent.get("sms", False),
+        consent_email=consent.get("email", False),
+        identifiers=[
+            CustomerIdentifier(kind=kind, value=value)
+            for kind, value in identifiers.items()
+            if value is not None
+        ],
+    )
+    db.session.add(customer)
+    db.session.flush()
+    signals.customer_created.send(current_app._get_current_object(), customer=customer)
+    return customer
+
+
+def get_customer(customer_id: int) -> Customer:
+    customer = db.session.get(
+        Customer, customer_id, options=[selectinload(Customer.identifiers)]
+    )
+    if customer is None:
+        raise NotFound(f"No customer has the id {customer_id}.")
+    return customer
+
+
+def update_customer(customer_id: int, data: dict[str, Any]) -> Customer:
+    """Partial update. Giving an identifier replaces that kind's identifiers; null
+    removes them."""
+    customer = get_customer(customer_id)
+    identifiers = normalize_fields(data)
+    _ensure_free(identifiers, customer.id)
+    for kind, value in identifiers.items():
+        current = [i for i in customer.identifiers if i.kind == kind]
+        if [i.value for i in current] == ([value] if value else []):
+            continue
+        for old in current:
+            customer.identifiers.remove(old)
+        db.session.flush()  # free the unique (kind, value) before re-adding
+        if value is not None:
+            customer.identifiers.append(CustomerIdentifier(kind=kind, value=value))
+    for field in PROFILE_FIELDS:
+        if field in data:
+            setattr(customer, field, data[field])
+    consent = data.get("consent") or {}
+    if "sms" in consent:
+        customer.consent_sms = consent["sms"]
+    if "email" in consent:
+        customer.consent_email = consent["email"]
+    db.session.flush()
+    return customer
+
+
+def _like_prefix(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+def _holders(kind: str, value: str) -> Select[tuple[int]]:
+    return select(CustomerIdentifier.customer_id).where(
+        CustomerIdentifier.kind == kind, CustomerIdentifier.value == value
+    )
+
+
+def search_customers(filters: dict[str, Any]) -> Select[tuple[Customer]]:
+    """A select of the customers matching every filter given. ``q`` matches an exact
+    email, phone or card, or names whose words start with the words of ``q``."""
+    stmt = select(Customer).order_by(Customer.id)
+    identifiers = normalize_fields(filters)
+    for kind, value in identifiers.items():
+        if value is not None:
+            stmt = stmt.where(Customer.id.in_(_holders(kind, value)))
+    q = (filters.get("q") or "").strip()
+    if q:
+        matches = []
+        for kind in ("email", "phone", "card"):
+            with contextlib.suppress(InvalidIdentifier):
+                matches.append(Customer.id.in_(_holders(kind, normalize(kind, q, region()))))
+        words = q.lower().split()
+        matches.append(
+            and_(
+                *(
+                    or_(
+                        func.lower(Customer.first_name).like(_like_prefix(w), escape="\\"),
+                        func.lower(Customer.last_name).like(_like_prefix(w), escape="\\"),
+                    )
+                    for w in words
+                )
+            )
+        )
+        stmt = stmt.where(or_(*matches))
+    return stmt.options(selectinload(Customer.identifiers))

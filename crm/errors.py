@@ -1,0 +1,149 @@
+"""Domain errors and their one mapping to HTTP: every error answer is
+``application/problem+json`` (RFC 9457) with ``type``, ``title``, ``status``, ``detail``,
+and for invalid input ``errors`` by field."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from flask import Flask, Response, current_app, g, json
+from sqlalchemy.exc import IntegrityError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("crm.errors")
+
+PROBLEM_TYPE = "urn:crm:problem:"
+
+
+class DomainError(Exception):
+    """Base of every error a service function raises on purpose."""
+
+    status = 400
+    slug = "bad-request"
+    title = "Bad request"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class Invalid(DomainError):
+    status, slug, title = 422, "validation-error", "The request is not valid"
+
+
+class NotFound(DomainError):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class Conflict(DomainError):
+    status, slug, title = 409, "conflict", "Conflict"
+
+
+class Unauthorized(DomainError):
+    status, slug, title = 401, "unauthorized", "Authentication required"
+
+
+class Forbidden(DomainError):
+    status, slug, title = 403, "forbidden", "Not allowed"
+
+
+def problem(
+    status: int,
+    title: str | None = None,
+    detail: str | None = None,
+    slug: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE + slug if slug else "about:blank",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    if "request_id" in g:
+        body["request_id"] = g.request_id
+    body.update(extra)
+    response = current_app.response_class(
+        json.dumps(body), status=status, mimetype="application/problem+json"
+    )
+    response.headers.update(headers or {})
+    return response
+
+
+def _validation_errors(messages: Any) -> dict[str, Any]:
+    """webargs reports errors by location ({"json": {...}, "query": {...}}); clients want
+    them by field."""
+    errors: dict[str, Any] = {}
+    if isinstance(messages, dict):
+        for location_errors in messages.values():
+            if isinstance(location_errors, dict):
+                errors.update(location_errors)
+            else:
+                errors.setdefault("_schema", []).extend(location_errors)
+    return errors
+
+
+def http_problem(error: HTTPException) -> Response:
+    """Turn any HTTPException (404, 405, 413, 429, webargs' 400/422 ...) into a problem."""
+    status = error.code or 500
+    data = getattr(error, "data", None) or {}
+    headers = dict(data.get("headers") or {})
+    if status >= 500:
+        original = getattr(error, "original_exception", None)
+        if original is not None:
+            log.error("unhandled error", exc_info=original)
+        return problem(status, detail="An unexpected error occurred; it has been logged.")
+    if status == 405 and error.valid_methods:  # type: ignore[attr-defined]
+        headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
+    if "messages" in data:
+        errors = _validation_errors(data["messages"])
+        if status == 400:
+            return problem(400, "Malformed request body", "The body is not valid JSON.",
+                           slug="malformed-body", headers=headers)
+        return problem(
+            status, Invalid.title, "Some fields are missing or not valid: see errors.",
+            slug=Invalid.slug, headers=headers, errors=errors,
+        )
+    if status == 429:
+        retry = error.get_response().headers.get("Retry-After")
+        if retry:
+            headers.setdefault("Retry-After", retry)
+        return problem(429, detail=f"Rate limit exceeded ({error.description}).",
+                       slug="rate-limited", headers=headers)
+    detail = {
+        404: "Nothing is at this address.",
+        413: "The request body is too large.",
+    }.get(status, error.description)
+    return problem(status, detail=detail, headers=headers)
+
+
+def register_error_handlers(app: Flask) -> None:
+    from crm.db import db
+
+    @app.errorhandler(DomainError)
+    def _domain(error: DomainError) -> Response:
+        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        return problem(error.status, error.title, error.detail, error.slug, headers,
+                       **error.extra)
+
+    @app.errorhandler(IntegrityError)
+    def _integrity(error: IntegrityError) -> Response:
+        # A unique or foreign key constraint caught what a check before the write could
+        # not see: a concurrent request wrote the same thing first.
+        db.session.rollback()
+        log.info("integrity error answered 409: %s", error.orig)
+        return problem(409, Conflict.title,
+                       "A concurrent request changed the same data; retry the request.",
+                       slug="concurrent-write")
+
+    @app.errorhandler(OperationalError)
+    def _operational(error: OperationalError) -> Response:
+        db.session.rollback()
+        log.error("database error", exc_info=error)
+        return problem(503, detail="The database is busy or unreachable; retry shortly.",
+                       slug="database-unavailable", headers={"Retry-After": "1"})

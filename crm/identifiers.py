@@ -1,0 +1,65 @@
+"""Normalising identifiers, so that the same person's email or phone written two ways is
+one value: email validated and lowercased (no DNS look-up), phone in E.164, card and
+external ids trimmed and uppercased where that is safe."""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+
+class InvalidIdentifier(ValueError):
+    pass
+
+
+_CARD = re.compile(r"^[A-Z0-9]{4,32}$")
+_EXTERNAL = re.compile(r"^[\x21-\x7e]{1,64}$")  # printable ASCII, no spaces
+
+
+def normalize_email(value: str) -> str:
+    try:
+        result = validate_email(value.strip(), check_deliverability=False)
+    except EmailNotValidError as e:
+        raise InvalidIdentifier(str(e)) from None
+    return result.normalized.lower()
+
+
+def normalize_phone(value: str, region: str) -> str:
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        raise InvalidIdentifier("Not a phone number.") from None
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidIdentifier(
+            f"Not a valid phone number (numbers without a country code are read as {region})."
+        )
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_card(value: str) -> str:
+    card = re.sub(r"[\s-]", "", value).upper()
+    if not _CARD.match(card):
+        raise InvalidIdentifier("A card number is 4 to 32 letters or digits.")
+    return card
+
+
+def normalize_external(value: str) -> str:
+    value = value.strip()
+    if not _EXTERNAL.match(value):
+        raise InvalidIdentifier("An external id is 1 to 64 printable characters, no spaces.")
+    return value
+
+
+def normalize(kind: str, value: str, region: str = "US") -> str:
+    """Normalise ``value`` as an identifier of ``kind``; raise InvalidIdentifier."""
+    if kind == "email":
+        return normalize_email(value)
+    if kind == "phone":
+        return normalize_phone(value, region)
+    if kind == "card":
+        return normalize_card(value)
+    if kind in ("shop", "pos"):
+        return normalize_external(value)
+    raise InvalidIdentifier(f"Unknown identifier kind {kind!r}.")

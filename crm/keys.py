@@ -1,0 +1,83 @@
+"""API keys: made, checked and revoked here; the CLI and the HTTP API both call these.
+
+A key reads ``crm_<prefix>_<secret>``: the prefix finds the row, the whole key's SHA-256
+is compared in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+
+from sqlalchemy import Select, select
+
+from crm.db import db, utcnow
+from crm.errors import Invalid, NotFound
+from crm.models import SCOPES, ApiKey, Store
+
+_KEY = re.compile(r"^crm_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$")
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_key(name: str, scopes: list[str], store_code: str | None = None) -> tuple[ApiKey, str]:
+    """Make a key; return the row and the key itself, which is never shown again."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise Invalid("A key needs a name of 1 to 100 characters.",
+                      errors={"name": ["1 to 100 characters."]})
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if not scopes or unknown:
+        raise Invalid(f"Scopes are one or more of {', '.join(SCOPES)}.",
+                      errors={"scopes": [f"Unknown or missing scope: {unknown or 'none'}."]})
+    store = None
+    if store_code is not None:
+        store = db.session.scalar(select(Store).where(Store.code == store_code))
+        if store is None:
+            raise Invalid(f"No store has the code {store_code!r}.",
+                          errors={"store_code": ["No such store."]})
+    if "pos" in scopes and store is None:
+        raise Invalid("A pos key is bound to one store: give its store code.",
+                      errors={"store_code": ["Required for a pos key."]})
+    prefix = secrets.token_hex(6)
+    key = f"crm_{prefix}_{secrets.token_urlsafe(32)}"
+    row = ApiKey(
+        name=name,
+        prefix=prefix,
+        key_hash=_hash(key),
+        scopes=" ".join(s for s in SCOPES if s in scopes),
+        store=store,
+    )
+    db.session.add(row)
+    db.session.flush()
+    return row, key
+
+
+def authenticate(key: str) -> ApiKey | None:
+    """The active key row for a presented key, or None."""
+    match = _KEY.match(key)
+    if not match:
+        return None
+    row = db.session.scalar(select(ApiKey).where(ApiKey.prefix == match.group(1)))
+    if row is None or row.revoked_at is not None:
+        return None
+    if not hmac.compare_digest(row.key_hash, _hash(key)):
+        return None
+    return row
+
+
+def list_keys(include_revoked: bool = False) -> Select[tuple[ApiKey]]:
+    stmt = select(ApiKey).order_by(ApiKey.id)
+    return stmt if include_revoked else stmt.where(ApiKey.revoked_at.is_(None))
+
+
+def revoke_key(key_id: int) -> ApiKey:
+    row = db.session.get(ApiKey, key_id)
+    if row is None:
+        raise NotFound(f"No API key has the id {key_id}.")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+    return row

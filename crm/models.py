@@ -1,0 +1,131 @@
+"""Platform and customer tables: stores, API keys, customers and their identifiers."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    String,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from crm.db import BigId, db, utcnow
+
+CHANNELS = ("store", "online")
+SCOPES = ("pos", "shop", "marketing", "admin")
+IDENTIFIER_KINDS = ("email", "phone", "card", "shop", "pos")
+
+
+class Store(db.Model):
+    __tablename__ = "stores"
+    __table_args__ = (CheckConstraint("channel IN ('store', 'online')", name="channel"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16))
+    currency: Mapped[str] = mapped_column(String(3))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiKey(db.Model):
+    """A client's credential. Only a SHA-256 of the key is kept: the keys are 256-bit
+    random strings, so a slow password hash would add latency to every request and no
+    safety. ``prefix`` is the public part of the key, used to find the row."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[str] = mapped_column(String(64))  # space-separated, from SCOPES
+    store_id: Mapped[int | None] = mapped_column(ForeignKey("stores.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+    store: Mapped[Store | None] = relationship(lazy="joined")
+
+    @property
+    def scope_list(self) -> list[str]:
+        return self.scopes.split()
+
+    @property
+    def store_code(self) -> str | None:
+        return self.store.code if self.store else None
+
+
+class Customer(db.Model):
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    first_name: Mapped[str | None] = mapped_column(String(100))
+    last_name: Mapped[str | None] = mapped_column(String(100))
+    birthday: Mapped[date | None]
+    city: Mapped[str | None] = mapped_column(String(100))
+    consent_sms: Mapped[bool] = mapped_column(default=False)
+    consent_email: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    identifiers: Mapped[list[CustomerIdentifier]] = relationship(
+        back_populates="customer",
+        cascade="all, delete-orphan",
+        order_by="CustomerIdentifier.id",
+    )
+
+    def identifier(self, kind: str) -> str | None:
+        """The newest identifier of a kind (a customer may hold several after a merge)."""
+        values = [i.value for i in self.identifiers if i.kind == kind]
+        return values[-1] if values else None
+
+    @property
+    def email(self) -> str | None:
+        return self.identifier("email")
+
+    @property
+    def phone(self) -> str | None:
+        return self.identifier("phone")
+
+    @property
+    def card_number(self) -> str | None:
+        return self.identifier("card")
+
+    @property
+    def consent(self) -> dict[str, bool]:
+        return {"sms": self.consent_sms, "email": self.consent_email}
+
+
+# Name search at the till: case-insensitive, served by expression indexes.
+Index("ix_customers_last_name_lower", func.lower(Customer.last_name))
+Index("ix_customers_first_name_lower", func.lower(Customer.first_name))
+
+
+class CustomerIdentifier(db.Model):
+    """A normalised identifier: the deterministic key that unifies a person across
+    channels. Unique per kind, so one value always leads to one customer."""
+
+    __tablename__ = "customer_identifiers"
+    __table_args__ = (
+        UniqueConstraint("kind", "value"),
+        CheckConstraint(
+            "kind IN ('email', 'phone', 'card', 'shop', 'pos')", name="kind"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(8))
+    value: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    customer: Mapped[Customer] = relationship(back_populates="identifiers")

@@ -1,0 +1,83 @@
+"""Request ids, one structured (JSON) log line per request, and Prometheus metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+
+from flask import Flask, Response, g, request
+from prometheus_client import CollectorRegistry
+from prometheus_flask_exporter import PrometheusMetrics
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+request_log = logging.getLogger("crm.request")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(level: str) -> None:
+    root = logging.getLogger()
+    if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+def _start() -> None:
+    incoming = request.headers.get("X-Request-Id", "")
+    g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    g.started = time.perf_counter()
+
+
+def _finish(response: Response) -> Response:
+    response.headers["X-Request-Id"] = g.get("request_id", "")
+    key = g.get("api_key")
+    request_log.info(
+        "%s %s %s", request.method, request.path, response.status_code,
+        extra={"fields": {
+            "request_id": g.get("request_id"),
+            "method": request.method,
+            "path": request.path,
+            "endpoint": request.endpoint,
+            "status": response.status_code,
+            "duration_ms": round((time.perf_counter() - g.get("started", time.perf_counter()))
+                                 * 1000, 2),
+            "api_key_id": key.id if key is not None else None,
+            "remote_addr": request.remote_addr,
+        }},
+    )
+    return response
+
+
+def init_observability(app: Flask) -> None:
+    configure_logging(app.config["LOG_LEVEL"])
+    app.before_request(_start)
+    app.after_request(_finish)
+    # A registry per app: several apps in one process (tests) must not collide.
+    # Under gunicorn with several workers, set PROMETHEUS_MULTIPROC_DIR (see README).
+    metrics = PrometheusMetrics(
+        app,
+        registry=CollectorRegistry(auto_describe=True),
+        group_by="endpoint",
+        defaults_prefix="crm",
+    )
+    metrics.info("crm_app_info", "CRM and loyalty service", version="0.1.0")
+    app.extensions["metrics"] = metrics

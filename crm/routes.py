@@ -1,0 +1,116 @@
+"""HTTP endpoints for stores, API keys and customers: parse, call the service, commit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+
+from crm import customers, keys, stores
+from crm.api import Blueprint
+from crm.auth import require
+from crm.db import db
+from crm.pagination import paginate
+from crm.schemas import (
+    ApiKeyCreatedSchema,
+    ApiKeyCreateSchema,
+    ApiKeyPageSchema,
+    CustomerInSchema,
+    CustomerPageSchema,
+    CustomerPatchSchema,
+    CustomerQuerySchema,
+    CustomerSchema,
+    PageArgs,
+    StorePageSchema,
+    StoreSchema,
+)
+
+stores_blp = Blueprint("stores", __name__, description="Shops and the web store")
+keys_blp = Blueprint("api-keys", __name__, description="Clients' credentials (admin)")
+customers_blp = Blueprint("customers", __name__, description="One record per person")
+
+
+@stores_blp.route("")
+class Stores(MethodView):
+    @require()
+    @stores_blp.arguments(PageArgs, location="query")
+    @stores_blp.response(200, StorePageSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        return paginate(stores.list_stores(), **args)
+
+    @require("admin")
+    @stores_blp.arguments(StoreSchema)
+    @stores_blp.response(201, StoreSchema)
+    def post(self, data: dict[str, Any]) -> Any:
+        store = stores.create_store(data)
+        db.session.commit()
+        return store
+
+
+@stores_blp.route("/<code>")
+class StoreByCode(MethodView):
+    @require()
+    @stores_blp.response(200, StoreSchema)
+    def get(self, code: str) -> Any:
+        return stores.get_store(code)
+
+
+@keys_blp.route("")
+class ApiKeys(MethodView):
+    @require("admin")
+    @keys_blp.arguments(PageArgs, location="query")
+    @keys_blp.response(200, ApiKeyPageSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        return paginate(keys.list_keys(), **args)
+
+    @require("admin")
+    @keys_blp.arguments(ApiKeyCreateSchema)
+    @keys_blp.response(201, ApiKeyCreatedSchema)
+    def post(self, data: dict[str, Any]) -> Any:
+        row, key = keys.create_key(data["name"], data["scopes"], data["store_code"])
+        db.session.commit()
+        row.key = key  # not a column: the key is answered once and never stored
+        return row
+
+
+@keys_blp.route("/<id:key_id>")
+class ApiKeyById(MethodView):
+    @require("admin")
+    @keys_blp.response(204)
+    def delete(self, key_id: int) -> None:
+        keys.revoke_key(key_id)
+        db.session.commit()
+
+
+@customers_blp.route("")
+class Customers(MethodView):
+    @require("pos", "shop", "marketing")
+    @customers_blp.arguments(CustomerQuerySchema, location="query")
+    @customers_blp.response(200, CustomerPageSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        page, page_size = args.pop("page"), args.pop("page_size")
+        return paginate(customers.search_customers(args), page, page_size)
+
+    @require("pos", "shop")
+    @customers_blp.arguments(CustomerInSchema)
+    @customers_blp.response(201, CustomerSchema)
+    def post(self, data: dict[str, Any]) -> Any:
+        customer = customers.create_customer(data)
+        db.session.commit()
+        return customer
+
+
+@customers_blp.route("/<id:customer_id>")
+class CustomerById(MethodView):
+    @require("pos", "shop", "marketing")
+    @customers_blp.response(200, CustomerSchema)
+    def get(self, customer_id: int) -> Any:
+        return customers.get_customer(customer_id)
+
+    @require("shop")
+    @customers_blp.arguments(CustomerPatchSchema(partial=True))
+    @customers_blp.response(200, CustomerSchema)
+    def patch(self, data: dict[str, Any], customer_id: int) -> Any:
+        customer = customers.update_customer(customer_id, data)
+        db.session.commit()
+        return customer

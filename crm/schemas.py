@@ -1,0 +1,157 @@
+"""The API's shapes for stores, keys and customers. Schemas reject unknown fields;
+identifiers are checked and normalised by the service, which reports errors by field."""
+
+from __future__ import annotations
+
+import functools
+import re
+import zoneinfo
+from datetime import date
+from typing import Any
+
+from babel.numbers import is_currency
+from marshmallow import Schema, ValidationError, fields, validate
+
+from crm.models import CHANNELS, SCOPES
+
+
+class Text(fields.String):
+    """A string with surrounding white space removed."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        return super()._deserialize(value, attr, data, **kwargs).strip()
+
+
+@functools.cache
+def _timezones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _timezone(name: str) -> None:
+    if name not in _timezones():
+        raise ValidationError(
+            "Not an IANA time zone name (such as 'Europe/Paris' or 'America/New_York')."
+        )
+
+
+def _currency(code: str) -> None:
+    if not re.fullmatch(r"[A-Z]{3}", code) or not is_currency(code):
+        raise ValidationError("Not an ISO 4217 currency code (such as 'USD' or 'EUR').")
+
+
+def _past_birthday(day: date) -> None:
+    if not date(1900, 1, 1) <= day <= date.today():
+        raise ValidationError("A birthday lies between 1900-01-01 and today.")
+
+
+class ProblemSchema(Schema):
+    """An error answer (RFC 9457)."""
+
+    type = fields.String()
+    title = fields.String()
+    status = fields.Integer()
+    detail = fields.String()
+    errors = fields.Dict()
+    request_id = fields.String()
+
+
+class PageArgs(Schema):
+    page = fields.Integer(load_default=1, validate=validate.Range(1, 1_000_000))
+    page_size = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+
+
+def page_of(item: type[Schema], name: str) -> type[Schema]:
+    """The ``{items: [...]}`` answer of a paginated list."""
+    return Schema.from_dict({"items": fields.List(fields.Nested(item))}, name=name)
+
+
+class StoreSchema(Schema):
+    code = fields.String(
+        required=True,
+        validate=validate.Regexp(
+            r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$",
+            error="1 to 32 letters, digits, '-' or '_', starting with a letter or digit.",
+        ),
+    )
+    name = Text(required=True, validate=validate.Length(1, 200))
+    timezone = fields.String(required=True, validate=_timezone)
+    channel = fields.String(required=True, validate=validate.OneOf(CHANNELS))
+    currency = fields.String(required=True, validate=_currency)
+    created_at = fields.AwareDateTime(dump_only=True)
+
+
+class ApiKeyCreateSchema(Schema):
+    name = Text(required=True, validate=validate.Length(1, 100))
+    scopes = fields.List(
+        fields.String(validate=validate.OneOf(SCOPES)),
+        required=True,
+        validate=validate.Length(min=1, max=len(SCOPES)),
+    )
+    store_code = fields.String(load_default=None, validate=validate.Length(1, 32))
+
+
+class ApiKeySchema(Schema):
+    id = fields.Integer(dump_only=True)
+    name = fields.String()
+    prefix = fields.String(metadata={"description": "The public part of the key."})
+    scopes = fields.List(fields.String(), attribute="scope_list")
+    store_code = fields.String(allow_none=True)
+    created_at = fields.AwareDateTime()
+    revoked_at = fields.AwareDateTime(allow_none=True)
+
+
+class ApiKeyCreatedSchema(ApiKeySchema):
+    key = fields.String(metadata={"description": "The key itself: shown this once only."})
+
+
+class ConsentSchema(Schema):
+    sms = fields.Boolean()
+    email = fields.Boolean()
+
+
+class IdentifierSchema(Schema):
+    kind = fields.String()
+    value = fields.String()
+    created_at = fields.AwareDateTime()
+
+
+class CustomerInSchema(Schema):
+    email = fields.String(allow_none=True, validate=validate.Length(max=320))
+    phone = fields.String(allow_none=True, validate=validate.Length(max=40))
+    card_number = fields.String(allow_none=True, validate=validate.Length(max=64))
+    first_name = Text(allow_none=True, validate=validate.Length(1, 100))
+    last_name = Text(allow_none=True, validate=validate.Length(1, 100))
+    birthday = fields.Date(allow_none=True, validate=_past_birthday)
+    city = Text(allow_none=True, validate=validate.Length(1, 100))
+    consent = fields.Nested(ConsentSchema)
+
+
+class CustomerPatchSchema(CustomerInSchema):
+    """PATCH takes any subset; null removes a value (an identifier: all of its kind)."""
+
+
+class CustomerSchema(Schema):
+    id = fields.Integer()
+    first_name = fields.String(allow_none=True)
+    last_name = fields.String(allow_none=True)
+    birthday = fields.Date(allow_none=True)
+    city = fields.String(allow_none=True)
+    email = fields.String(allow_none=True)
+    phone = fields.String(allow_none=True)
+    card_number = fields.String(allow_none=True)
+    identifiers = fields.List(fields.Nested(IdentifierSchema))
+    consent = fields.Nested(ConsentSchema)
+    created_at = fields.AwareDateTime()
+    updated_at = fields.AwareDateTime()
+
+
+class CustomerQuerySchema(PageArgs):
+    q = fields.String(validate=validate.Length(1, 100))
+    email = fields.String(validate=validate.Length(1, 320))
+    phone = fields.String(validate=validate.Length(1, 40))
+    card_number = fields.String(data_key="card", validate=validate.Length(1, 64))
+
+
+StorePageSchema = page_of(StoreSchema, "StorePage")
+ApiKeyPageSchema = page_of(ApiKeySchema, "ApiKeyPage")
+CustomerPageSchema = page_of(CustomerSchema, "CustomerPage")

@@ -1,0 +1,13 @@
+"""Events one package sends and others react to (imports point crm <- loyalty <-
+campaigns, so crm only ever sends). Receivers run inside the sender's transaction."""
+
+from blinker import Namespace
+
+_signals = Namespace()
+
+customer_created = _signals.signal("customer-created")
+customer_merged = _signals.signal("customer-merged")
+customer_erased = _signals.signal("customer-erased")
+purchase_recorded = _signals.signal("purchase-recorded")
+purchase_returned = _signals.signal("purchase-returned")
+tier_changed = _signals.signal("tier-changed")

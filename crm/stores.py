@@ -1,0 +1,32 @@
+"""Stores: each has a code, a timezone (for quiet hours, birthdays, local days), a
+channel and the currency its purchases are in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, select
+
+from crm.db import db
+from crm.errors import Conflict, NotFound
+from crm.models import Store
+
+
+def create_store(data: dict[str, Any]) -> Store:
+    if db.session.scalar(select(Store.id).where(Store.code == data["code"])) is not None:
+        raise Conflict(f"A store with the code {data['code']!r} exists already.")
+    store = Store(**data)
+    db.session.add(store)
+    db.session.flush()
+    return store
+
+
+def get_store(code: str) -> Store:
+    store = db.session.scalar(select(Store).where(Store.code == code))
+    if store is None:
+        raise NotFound(f"No store has the code {code!r}.")
+    return store
+
+
+def list_stores() -> Select[tuple[Store]]:
+    return select(Store).order_by(Store.code)

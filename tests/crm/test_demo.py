@@ -1,0 +1,26 @@
+from sqlalchemy import func, select
+
+from crm.db import db
+from crm.models import ApiKey, Customer, Store
+
+
+def test_demo_loads_once_and_prints_working_keys(runner, client, factory):
+    first = runner.invoke(args=["demo", "--customers", "50"])
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(args=["demo", "--customers", "50"])
+    assert second.exit_code == 0, second.output
+    assert db.session.scalar(select(func.count()).select_from(Customer)) == 50
+    assert db.session.scalar(select(func.count()).select_from(Store)) == 3
+    active = db.session.scalar(select(func.count()).select_from(ApiKey)
+                               .where(ApiKey.revoked_at.is_(None)))
+    assert active == 5
+
+    keys = dict(line.split() for line in second.output.splitlines()[1:])
+    assert set(keys) == {"demo-admin", "demo-marketing", "demo-shop", "demo-pos-NYC01",
+                         "demo-pos-SFO01"}
+    r = client.get("/api/v1/customers?page_size=5",
+                   headers={"Authorization": f"Bearer {keys['demo-pos-NYC01']}"})
+    assert r.status_code == 200 and len(r.json["items"]) == 5
+    old = dict(line.split() for line in first.output.splitlines()[1:])
+    r = client.get("/api/v1/stores", headers={"Authorization": f"Bearer {old['demo-admin']}"})
+    assert r.status_code == 401
