@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -13,6 +14,7 @@ from datetime import UTC, datetime
 from flask import Flask, Response, g, request
 from prometheus_client import CollectorRegistry
 from prometheus_flask_exporter import PrometheusMetrics
+from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 request_log = logging.getLogger("crm.request")
@@ -71,13 +73,19 @@ def init_observability(app: Flask) -> None:
     configure_logging(app.config["LOG_LEVEL"])
     app.before_request(_start)
     app.after_request(_finish)
-    # A registry per app: several apps in one process (tests) must not collide.
-    # Under gunicorn with several workers, set PROMETHEUS_MULTIPROC_DIR (see README).
-    metrics = PrometheusMetrics(
-        app,
-        registry=CollectorRegistry(auto_describe=True),
-        group_by="endpoint",
-        defaults_prefix="crm",
-    )
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Several gunicorn workers (gunicorn.conf.py sets this): each writes its samples
+        # to that folder and /metrics on any worker adds them all up.
+        metrics: PrometheusMetrics = GunicornInternalPrometheusMetrics(
+            app, group_by="endpoint", defaults_prefix="crm"
+        )
+    else:
+        # A registry per app: several apps in one process (tests) must not collide.
+        metrics = PrometheusMetrics(
+            app,
+            registry=CollectorRegistry(auto_describe=True),
+            group_by="endpoint",
+            defaults_prefix="crm",
+        )
     metrics.info("crm_app_info", "CRM and loyalty service", version="0.1.0")
     app.extensions["metrics"] = metrics

@@ -1,3 +1,7 @@
+import subprocess
+import sys
+import uuid
+
 import pytest
 
 
@@ -23,3 +27,31 @@ def test_limit_is_per_key_and_answers_429_problem_with_retry_after(client, facto
 def test_calls_without_a_key_are_limited_by_address(client, low_limit):
     codes = [client.get("/api/v1/stores").status_code for _ in range(4)]
     assert codes == [401, 401, 401, 429]
+
+
+NODE = """
+import sys
+from crm import create_app
+app = create_app({"DATABASE_URL": sys.argv[1], "INSTANCE_PATH": sys.argv[2],
+                  "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379/15",
+                  "RATELIMIT_KEY_PREFIX": sys.argv[3], "RATELIMIT_DEFAULT": "5 per minute",
+                  "LOG_LEVEL": "CRITICAL"})
+client = app.test_client()
+print(" ".join(str(client.get("/api/v1/stores", headers={"Authorization": "Bearer " + sys.argv[4]})
+               .status_code) for _ in range(3)))
+"""
+
+
+def test_redis_storage_shares_limits_across_nodes(database_url, factory, tmp_path):
+    """Two separate processes (two nodes) count against one limit kept in Redis."""
+    key = factory.key("shop")
+    prefix = f"test-{uuid.uuid4().hex}"
+
+    def node() -> str:
+        done = subprocess.run([sys.executable, "-c", NODE, database_url, str(tmp_path), prefix,
+                               key], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert node() == "200 200 200"
+    assert node() == "200 200 429"
