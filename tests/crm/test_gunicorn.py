@@ -32,12 +32,14 @@ def test_two_workers_serve_and_metrics_cover_both(database_url, tmp_path, app):
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
+        deadline = time.monotonic() + 30
+        while True:
             try:
-                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                if requests.get(f"{base}/healthz", timeout=5).status_code == 200:
                     break
-            except requests.ConnectionError:
-                time.sleep(0.1)
+            except requests.RequestException:
+                assert time.monotonic() < deadline, "gunicorn did not start"
+                time.sleep(0.2)
         session = requests.Session()
         for _ in range(40):
             assert session.get(f"{base}/healthz", timeout=5).status_code == 200
