@@ -6,7 +6,7 @@ be changed without rebuilding the limiter."""
 
 from __future__ import annotations
 
-from flask import Flask, current_app, g, request
+from flask import Flask, Response, current_app, g, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
@@ -34,5 +34,13 @@ limiter = Limiter(
 )
 
 
+def _retry_after_only_when_refused(response: Response) -> Response:
+    # flask-limiter sends Retry-After on every answer; it means "wait" only on a refusal.
+    if response.status_code not in (429, 503):
+        response.headers.pop("Retry-After", None)
+    return response
+
+
 def init_limits(app: Flask) -> None:
+    app.after_request(_retry_after_only_when_refused)  # runs after the limiter's (LIFO)
     limiter.init_app(app)

@@ -15,12 +15,15 @@ def low_limit(app):
 
 def test_limit_is_per_key_and_answers_429_problem_with_retry_after(client, factory, low_limit):
     one, two = factory.headers("shop"), factory.headers("shop")
+    ok = client.get("/api/v1/stores", headers=two)
+    assert ok.headers["X-RateLimit-Remaining"] == "2" and "Retry-After" not in ok.headers
     assert [client.get("/api/v1/stores", headers=one).status_code for _ in range(3)] == [200] * 3
     r = client.get("/api/v1/stores", headers=one)
     assert r.status_code == 429 and r.mimetype == "application/problem+json"
     assert int(r.headers["Retry-After"]) > 0
     assert r.json["type"].endswith("rate-limited")
     assert client.get("/api/v1/stores", headers=two).status_code == 200
+    assert client.get("/api/v1/stores", headers=two).status_code == 429
     assert client.get("/healthz").status_code == 200  # never limited
 
 
