@@ -22,8 +22,8 @@ def test_limit_is_per_key_and_answers_429_problem_with_retry_after(client, facto
     assert r.status_code == 429 and r.mimetype == "application/problem+json"
     assert int(r.headers["Retry-After"]) > 0
     assert r.json["type"].endswith("rate-limited")
-    assert client.get("/api/v1/stores", headers=two).status_code == 200
-    assert client.get("/api/v1/stores", headers=two).status_code == 429
+    assert [client.get("/api/v1/stores", headers=two).status_code for _ in range(3)] == \
+        [200, 200, 429]
     assert client.get("/healthz").status_code == 200  # never limited
 
 
