@@ -19,10 +19,12 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 def _render_item(type_: str, obj: Any, _context: Any) -> str | bool:
     """Autogenerate writes our UTCDateTime as the plain column type it stands for."""
-    from crm.db import UTCDateTime
+    from crm.db import DecimalText, UTCDateTime
 
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
+    if type_ == "type" and isinstance(obj, DecimalText):
+        return "sa.String(length=32)"
     return False
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from flask import current_app
@@ -18,6 +19,23 @@ from crm.models import Customer, CustomerIdentifier
 # API field -> identifier kind
 IDENTIFIER_FIELDS = {"email": "email", "phone": "phone", "card_number": "card"}
 PROFILE_FIELDS = ("first_name", "last_name", "birthday", "city")
+
+
+# Feature packages add to the profile (loyalty: tier and points balance). Each extension
+# takes customer ids and answers {id: {field: value}} for all of them in one query.
+ProfileExtension = Callable[[list[int]], dict[int, dict[str, Any]]]
+profile_extensions: list[ProfileExtension] = []
+
+
+def with_profile_extras(found: Sequence[Customer]) -> Sequence[Customer]:
+    ids = [c.id for c in found]
+    extras: dict[int, dict[str, Any]] = {i: {} for i in ids}
+    for extension in profile_extensions:
+        for cid, values in extension(ids).items():
+            extras[cid].update(values)
+    for customer in found:
+        customer.profile_extras = extras[customer.id]
+    return found
 
 
 def region() -> str:
@@ -167,3 +185,19 @@ def search_customers(filters: dict[str, Any]) -> Select[tuple[Customer]]:
         )
         stmt = stmt.where(or_(*matches))
     return stmt.options(selectinload(Customer.identifiers))
+
+
+def find_customer(ref: dict[str, Any]) -> Customer | None:
+    """The customer a client points at with ``{"id": ...}`` or one identifier
+    (``email``, ``phone``, ``card_number``); None when nobody matches. A malformed
+    identifier is an Invalid error."""
+    if ref.get("id") is not None:
+        return db.session.get(Customer, ref["id"])
+    identifiers = {k: v for k, v in normalize_fields(ref).items() if v is not None}
+    if not identifiers:
+        return None
+    kind, value = next(iter(identifiers.items()))
+    return db.session.scalar(
+        select(Customer).join(CustomerIdentifier)
+        .where(CustomerIdentifier.kind == kind, CustomerIdentifier.value == value)
+    )

@@ -10,6 +10,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     String,
+    Text,
     UniqueConstraint,
     func,
 )
@@ -60,6 +61,22 @@ class ApiKey(db.Model):
     @property
     def store_code(self) -> str | None:
         return self.store.code if self.store else None
+
+
+class IdempotencyKey(db.Model):
+    """A write made with an ``Idempotency-Key`` header, and the answer it got: the same
+    key and request again gets the same answer; the same key with another request, 409."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("api_key_id", "key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"))
+    key: Mapped[str] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None]
+    response_body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Customer(db.Model):

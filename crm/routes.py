@@ -89,7 +89,9 @@ class Customers(MethodView):
     @customers_blp.response(200, CustomerPageSchema)
     def get(self, args: dict[str, Any]) -> Any:
         page, page_size = args.pop("page"), args.pop("page_size")
-        return paginate(customers.search_customers(args), page, page_size)
+        body, status, headers = paginate(customers.search_customers(args), page, page_size)
+        customers.with_profile_extras(body["items"])
+        return body, status, headers
 
     @require("pos", "shop")
     @customers_blp.arguments(CustomerInSchema)
@@ -97,7 +99,7 @@ class Customers(MethodView):
     def post(self, data: dict[str, Any]) -> Any:
         customer = customers.create_customer(data)
         db.session.commit()
-        return customer
+        return customers.with_profile_extras([customer])[0]
 
 
 @customers_blp.route("/<id:customer_id>")
@@ -105,7 +107,7 @@ class CustomerById(MethodView):
     @require("pos", "shop", "marketing")
     @customers_blp.response(200, CustomerSchema)
     def get(self, customer_id: int) -> Any:
-        return customers.get_customer(customer_id)
+        return customers.with_profile_extras([customers.get_customer(customer_id)])[0]
 
     @require("shop")
     @customers_blp.arguments(CustomerPatchSchema(partial=True))
@@ -113,4 +115,4 @@ class CustomerById(MethodView):
     def patch(self, data: dict[str, Any], customer_id: int) -> Any:
         customer = customers.update_customer(customer_id, data)
         db.session.commit()
-        return customer
+        return customers.with_profile_extras([customer])[0]

@@ -7,10 +7,11 @@ import functools
 import re
 import zoneinfo
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from babel.numbers import is_currency
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, post_dump, validate, validates_schema
 
 from crm.models import CHANNELS, SCOPES
 
@@ -20,6 +21,44 @@ class Text(fields.String):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         return super()._deserialize(value, attr, data, **kwargs).strip()
+
+
+class DecimalString(fields.String):
+    """An exact decimal given as a string ("1.5") or an integer, never a float; loaded
+    as a Decimal within [minimum, maximum]."""
+
+    PATTERN = r"^\d{1,9}(\.\d{1,6})?$"
+
+    def __init__(self, minimum: str = "0", maximum: str = "1000000000", *,
+                 exclusive_minimum: bool = False, **kwargs: Any) -> None:
+        self.minimum, self.maximum = Decimal(minimum), Decimal(maximum)
+        self.exclusive_minimum = exclusive_minimum
+        kwargs.setdefault("metadata", {}).update(pattern=self.PATTERN)
+        super().__init__(**kwargs)
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        return None if value is None else format(Decimal(value).normalize(), "f")
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or not re.fullmatch(self.PATTERN, value):
+            raise ValidationError('A decimal number as a string, such as "1.5".')
+        number = Decimal(value)
+        low_ok = number > self.minimum if self.exclusive_minimum else number >= self.minimum
+        if not low_ok or number > self.maximum:
+            raise ValidationError(f"Between {self.minimum} and {self.maximum}.")
+        return number
+
+
+class Amount(fields.String):
+    """Money at the API edge: a decimal string such as "12.30" (its currency says how
+    many decimals it may have)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("validate", validate.Regexp(
+            r"^\d{1,13}(\.\d{1,4})?$", error='An amount is a decimal string such as "12.30".'))
+        super().__init__(**kwargs)
 
 
 @functools.cache
@@ -131,6 +170,8 @@ class CustomerPatchSchema(CustomerInSchema):
 
 
 class CustomerSchema(Schema):
+    """A profile; feature packages add their part (``tier``, ``points_balance``)."""
+
     id = fields.Integer()
     first_name = fields.String(allow_none=True)
     last_name = fields.String(allow_none=True)
@@ -141,8 +182,29 @@ class CustomerSchema(Schema):
     card_number = fields.String(allow_none=True)
     identifiers = fields.List(fields.Nested(IdentifierSchema))
     consent = fields.Nested(ConsentSchema)
+    tier = fields.String(allow_none=True, dump_default=None)
+    points_balance = fields.Integer(dump_default=0)
     created_at = fields.AwareDateTime()
     updated_at = fields.AwareDateTime()
+
+    @post_dump(pass_original=True)
+    def _extras(self, data: dict[str, Any], original: Any, **kwargs: Any) -> dict[str, Any]:
+        data.update(getattr(original, "profile_extras", {}))
+        return data
+
+
+class CustomerRefSchema(Schema):
+    """Which customer: by id or by exactly one identifier."""
+
+    id = fields.Integer(validate=validate.Range(1, 2**63 - 1))
+    email = fields.String(validate=validate.Length(1, 320))
+    phone = fields.String(validate=validate.Length(1, 40))
+    card_number = fields.String(validate=validate.Length(1, 64))
+
+    @validates_schema
+    def _one(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if len(data) != 1:
+            raise ValidationError("Give exactly one of id, email, phone, card_number.")
 
 
 class CustomerQuerySchema(PageArgs):

@@ -5,4 +5,17 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    """Register loyalty's blueprints, commands, jobs and signal handlers."""
+    """Register loyalty's blueprints, commands and profile fields."""
+    from crm.api import api
+    from crm.customers import profile_extensions
+    from loyalty import models  # noqa: F401  (tables known to migrations)
+    from loyalty.cli import loyalty_cli
+    from loyalty.points import profile_extension
+    from loyalty.routes import points_blp, program_blp, purchases_blp
+
+    api.register_blueprint(program_blp, url_prefix="/api/v1/loyalty")
+    api.register_blueprint(purchases_blp, url_prefix="/api/v1")
+    api.register_blueprint(points_blp, url_prefix="/api/v1/customers")
+    app.cli.add_command(loyalty_cli)
+    if profile_extension not in profile_extensions:
+        profile_extensions.append(profile_extension)

@@ -1,0 +1,37 @@
+"""Money: integer minor units plus an ISO 4217 currency; decimal strings at the API edge.
+Floats never take part."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from babel.numbers import get_currency_precision
+
+AMOUNT = re.compile(r"^\d{1,13}(\.\d{1,4})?$")
+
+
+class InvalidAmount(ValueError):
+    pass
+
+
+def exponent(currency: str) -> int:
+    """Digits after the decimal point: 2 for EUR, 0 for JPY, 3 for KWD."""
+    return get_currency_precision(currency)
+
+
+def to_minor(amount: str, currency: str) -> int:
+    """ "12.30" EUR -> 1230. More decimals than the currency has is an error."""
+    if not isinstance(amount, str) or not AMOUNT.match(amount):
+        raise InvalidAmount("An amount is a decimal string such as \"12.30\".")
+    places = exponent(currency)
+    _, _, fraction = amount.partition(".")
+    if len(fraction.rstrip("0")) > places:
+        raise InvalidAmount(f"{currency} amounts have at most {places} decimals.")
+    return int(Decimal(amount).scaleb(places))
+
+
+def to_amount(minor: int, currency: str) -> str:
+    """1230 EUR -> "12.30"."""
+    places = exponent(currency)
+    return f"{Decimal(minor).scaleb(-places):.{places}f}"

@@ -1,0 +1,275 @@
+"""The points ledger: the one place where balances change.
+
+Every change is a ``LedgerEntry`` written by ``_post`` together with the cached balances on
+the locked ``Account`` row. Earned points are lots; spending takes the lots closest to
+expiry first (then the oldest); a return takes back what its purchase earned, first from
+that purchase's own lot. With ``allow_negative`` a shortfall becomes debt, which later
+earnings repay before they can be spent; without it the shortfall is recorded as
+uncollected and the balance stays at zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import case, func, select
+
+from crm.db import db, insert_ignoring_conflicts, utcnow
+from crm.errors import Conflict
+from loyalty.models import Account, LedgerEntry, Lot, LotDraw, Program
+
+
+class InsufficientPoints(Conflict):
+    slug, title = "insufficient-points", "Not enough points"
+
+
+def lock_account(customer_id: int) -> Account:
+    """The member's account, made if missing, locked until the transaction ends
+    (SELECT ... FOR UPDATE on PostgreSQL; on SQLite the write transaction began with
+    BEGIN IMMEDIATE and so holds the database's write lock)."""
+    stmt = (select(Account).where(Account.customer_id == customer_id)
+            .with_for_update().execution_options(populate_existing=True))
+    account = db.session.scalar(stmt)
+    if account is None:
+        db.session.execute(
+            insert_ignoring_conflicts(Account.__table__, "customer_id")
+            .values(customer_id=customer_id, balance=0, pending=0, lifetime=0,
+                    updated_at=utcnow())
+        )
+        account = db.session.scalar(stmt)
+    return account
+
+
+def _post(account: Account, kind: str, cause: str, *, points: int = 0, pending: int = 0,
+          occurred_at: datetime | None = None, **fields: object) -> LedgerEntry:
+    account.balance += points
+    account.pending += pending
+    entry = LedgerEntry(customer_id=account.customer_id, kind=kind, cause=cause,
+                        points=points, pending=pending, balance_after=account.balance,
+                        occurred_at=occurred_at or utcnow(), **fields)
+    db.session.add(entry)
+    return entry
+
+
+def _repay_debt(account: Account, lots: list[Lot], covered: int = 0) -> None:
+    """Points arriving while the balance is negative first cover the debt (less what
+    ``covered`` points that came without a lot already paid)."""
+    debt = -account.balance - covered
+    for lot in lots:
+        if debt <= 0:
+            break
+        taken = min(lot.remaining, debt)
+        lot.remaining -= taken
+        debt -= taken
+
+
+def expires_at(program: Program, occurred_at: datetime) -> datetime | None:
+    return occurred_at + timedelta(days=program.expiry_days) if program.expiry_days else None
+
+
+def earn(account: Account, program: Program, points: int, *, cause: str, kind: str = "earn",
+         occurred_at: datetime, purchase_id: int | None = None, actor: str | None = None,
+         reason: str | None = None, now: datetime | None = None) -> Lot | None:
+    """Add a lot of ``points`` (pending for the program's pending days after
+    ``occurred_at``), with its ledger row."""
+    if points <= 0:
+        return None
+    now = now or utcnow()
+    pending_until = (occurred_at + timedelta(days=program.pending_days)
+                     if program.pending_days and kind == "earn" else None)
+    released = pending_until is None or pending_until <= now
+    lot = Lot(customer_id=account.customer_id, points=points, remaining=points,
+              released=released, pending_until=pending_until,
+              expires_at=expires_at(program, occurred_at), purchase_id=purchase_id)
+    db.session.add(lot)
+    db.session.flush([lot])
+    account.lifetime += points
+    if released:
+        _repay_debt(account, [lot])
+        _post(account, kind, cause, points=points, occurred_at=occurred_at,
+              purchase_id=purchase_id, lot_id=lot.id, actor=actor, reason=reason)
+    else:
+        _post(account, "pending", cause, pending=points, occurred_at=occurred_at,
+              purchase_id=purchase_id, lot_id=lot.id, actor=actor, reason=reason)
+    return lot
+
+
+def settle(account: Account, now: datetime | None = None) -> list[Lot]:
+    """Release the account's due pending lots and expire its due lots now, rather than
+    wait for the jobs; return its spendable lots in spending order."""
+    now = now or utcnow()
+    lots = list(db.session.scalars(
+        select(Lot).where(Lot.customer_id == account.customer_id, Lot.remaining > 0)
+        .order_by(Lot.expires_at.is_(None), Lot.expires_at, Lot.id)
+    ))
+    spendable = []
+    for lot in lots:
+        if not lot.released and lot.pending_until is not None and lot.pending_until <= now:
+            release(account, lot)
+        if lot.released and lot.expires_at is not None and lot.expires_at <= now:
+            expire(account, lot)
+        elif lot.released and lot.remaining > 0:
+            spendable.append(lot)
+    return spendable
+
+
+def release(account: Account, lot: Lot) -> None:
+    """Pending points become spendable."""
+    lot.released = True
+    points = lot.remaining
+    if not points:
+        return
+    _repay_debt(account, [lot])
+    _post(account, "release", "purchase", points=points, pending=-points, lot_id=lot.id,
+          purchase_id=lot.purchase_id, actor="job:release")
+
+
+def expire(account: Account, lot: Lot) -> None:
+    """What is left of a lot past its expiry date expires."""
+    points, lot.remaining = lot.remaining, 0
+    _post(account, "expire", "expiry", points=-points, lot_id=lot.id, actor="job:expire")
+
+
+def _draw(entry: LedgerEntry, lots: list[Lot], points: int) -> int:
+    """Take up to ``points`` from ``lots`` in order, recording each draw; return the
+    points that the lots could not cover."""
+    left = points
+    draws = []
+    for lot in lots:
+        if left <= 0:
+            break
+        taken = min(lot.remaining, left)
+        if taken:
+            lot.remaining -= taken
+            left -= taken
+            draws.append((lot.id, taken))
+    db.session.flush([entry])
+    db.session.add_all(LotDraw(entry_id=entry.id, lot_id=lot_id, points=taken)
+                       for lot_id, taken in draws)
+    return left
+
+
+def spend(account: Account, program: Program, points: int, *, kind: str, cause: str,
+          purchase_id: int | None = None, actor: str | None = None,
+          reason: str | None = None, occurred_at: datetime | None = None) -> LedgerEntry:
+    """Spend ``points`` (oldest-expiring lots first). More than the balance is refused
+    with 409 unless the program allows a negative balance."""
+    lots = settle(account)
+    if points > account.balance and not program.allow_negative:
+        raise InsufficientPoints(
+            f"The member has {max(account.balance, 0)} points; {points} were asked for.",
+            balance=account.balance,
+        )
+    entry = _post(account, kind, cause, points=-points, purchase_id=purchase_id,
+                  actor=actor, reason=reason, occurred_at=occurred_at)
+    _draw(entry, lots, points)
+    return entry
+
+
+@dataclass
+class Clawback:
+    reversed: int  # taken back, including what became debt
+    uncollected: int  # could not be taken back (negative balance not allowed)
+
+
+def claw_back(account: Account, program: Program, points: int, *, purchase_id: int,
+              return_row_id: int | None, occurred_at: datetime, actor: str | None) -> Clawback:
+    """Take back ``points`` a purchase earned: from that purchase's lot first (pending
+    or spendable), then from the rest of the balance, then as debt if allowed."""
+    if points <= 0:
+        return Clawback(0, 0)
+    spendable = settle(account)
+    own = db.session.scalars(select(Lot).where(
+        Lot.purchase_id == purchase_id, Lot.customer_id == account.customer_id,
+        Lot.remaining > 0)).all()
+    from_pending = 0
+    for lot in own:
+        if not lot.released:
+            taken = min(lot.remaining, points - from_pending)
+            lot.remaining -= taken
+            from_pending += taken
+    left = points - from_pending
+    from_balance = min(left, max(account.balance, 0))
+    debt = left - from_balance if program.allow_negative else 0
+    uncollected = left - from_balance - debt
+    entry = _post(account, "reverse", "return", points=-(from_balance + debt),
+                  pending=-from_pending, purchase_id=purchase_id, return_id=return_row_id,
+                  occurred_at=occurred_at, actor=actor)
+    ordered = [lot for lot in own if lot.released] + [
+        lot for lot in spendable if lot.purchase_id != purchase_id]
+    _draw(entry, ordered, from_balance)
+    account.lifetime -= points - uncollected
+    return Clawback(points - uncollected, uncollected)
+
+
+def restore(account: Account, points: int, *, purchase_id: int, return_row_id: int,
+            occurred_at: datetime, actor: str | None) -> None:
+    """Give back ``points`` that a purchase redeemed, into the lots they came from
+    (latest-expiring first); what was spent on credit just reduces the debt."""
+    if points <= 0:
+        return
+    draws = db.session.execute(
+        select(LotDraw, Lot).join(Lot, Lot.id == LotDraw.lot_id)
+        .join(LedgerEntry, LedgerEntry.id == LotDraw.entry_id)
+        .where(LedgerEntry.purchase_id == purchase_id, LedgerEntry.kind == "redeem")
+        .order_by(Lot.expires_at.is_(None).desc(), Lot.expires_at.desc(), Lot.id.desc())
+    ).all()
+    returned = db.session.scalar(
+        select(func.coalesce(func.sum(LedgerEntry.points), 0)).where(
+            LedgerEntry.purchase_id == purchase_id, LedgerEntry.kind == "restore"))
+    skip, left, touched = returned, points, []
+    for draw, lot in draws:
+        room = draw.points - min(skip, draw.points)
+        skip = max(0, skip - draw.points)
+        put = min(room, left)
+        if put:
+            lot.remaining += put
+            left -= put
+            touched.append(lot)
+    if account.balance < 0:
+        _repay_debt(account, touched, covered=left)
+    _post(account, "restore", "return", points=points, purchase_id=purchase_id,
+          return_id=return_row_id, occurred_at=occurred_at, actor=actor)
+
+
+def adjust(account: Account, program: Program, points: int, *, reason: str,
+           actor: str) -> LedgerEntry | Lot | None:
+    """An administrator's correction: a positive one is a new lot, a negative one is
+    spent like a redemption."""
+    if points > 0:
+        return earn(account, program, points, cause="admin", kind="adjust",
+                    occurred_at=utcnow(), actor=actor, reason=reason)
+    return spend(account, program, -points, kind="adjust", cause="admin", actor=actor,
+                 reason=reason)
+
+
+def verify() -> list[dict[str, int]]:
+    """Every account whose cached balances differ from its ledger or its lots."""
+    ledger = (select(LedgerEntry.customer_id,
+                     func.sum(LedgerEntry.points).label("points"),
+                     func.sum(LedgerEntry.pending).label("pending"))
+              .group_by(LedgerEntry.customer_id).subquery())
+    lots = (select(Lot.customer_id,
+                   func.sum(case((Lot.released, Lot.remaining), else_=0)).label("spendable"),
+                   func.sum(case((Lot.released, 0), else_=Lot.remaining)).label("locked"))
+            .group_by(Lot.customer_id).subquery())
+    rows = db.session.execute(
+        select(Account.customer_id, Account.balance, Account.pending,
+               func.coalesce(ledger.c.points, 0), func.coalesce(ledger.c.pending, 0),
+               func.coalesce(lots.c.spendable, 0), func.coalesce(lots.c.locked, 0))
+        .outerjoin(ledger, ledger.c.customer_id == Account.customer_id)
+        .outerjoin(lots, lots.c.customer_id == Account.customer_id)
+    )
+    problems = []
+    for cid, balance, pending, l_points, l_pending, spendable, locked in rows:
+        if (balance, pending) != (l_points, l_pending) or \
+                (max(balance, 0), pending) != (spendable, locked):
+            problems.append({"customer_id": cid, "balance": balance, "pending": pending,
+                             "ledger_balance": l_points, "ledger_pending": l_pending,
+                             "lots_spendable": spendable, "lots_pending": locked})
+    orphans = db.session.scalars(
+        select(LedgerEntry.customer_id).distinct()
+        .where(LedgerEntry.customer_id.not_in(select(Account.customer_id))))
+    problems += [{"customer_id": cid, "missing_account": 1} for cid in orphans]
+    return problems

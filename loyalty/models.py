@@ -1,0 +1,261 @@
+"""Loyalty tables: the program's settings, tiers and earning rules; each member's account
+(cached balances), point lots and the append-only ledger; purchases and returns."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from crm.db import BigId, DecimalText, db, utcnow
+
+ROUNDING = ("floor", "round", "ceil")
+LEDGER_KINDS = ("earn", "pending", "release", "redeem", "expire", "reverse", "restore",
+                "adjust", "transfer")
+CAUSES = ("purchase", "return", "coupon", "campaign", "admin", "expiry", "merge", "reward")
+CAP_PERIODS = ("day", "week", "month", "year", "ever")
+
+
+class Program(db.Model):
+    """The program's settings: one row (id 1)."""
+
+    __tablename__ = "loyalty_program"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    points_per_unit: Mapped[Decimal] = mapped_column(DecimalText, default=Decimal(1))
+    point_value: Mapped[Decimal] = mapped_column(DecimalText, default=Decimal("0.01"))
+    rounding: Mapped[str] = mapped_column(String(8), default="floor")
+    pending_days: Mapped[int] = mapped_column(default=0)
+    expiry_days: Mapped[int] = mapped_column(default=365)
+    allow_negative: Mapped[bool] = mapped_column(default=False)
+    tier_grace_days: Mapped[int] = mapped_column(default=30)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Tier(db.Model):
+    __tablename__ = "loyalty_tiers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), unique=True)
+    threshold_points: Mapped[int | None]
+    threshold_spend: Mapped[int | None]  # minor units of the program currency
+    window_days: Mapped[int] = mapped_column(default=365)
+    multiplier: Mapped[Decimal] = mapped_column(DecimalText, default=Decimal(1))
+    benefits: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EarningRule(db.Model):
+    """A bonus: ``multiplier`` multiplies the base points of the lines it matches,
+    ``fixed`` adds points once per matching purchase."""
+
+    __tablename__ = "loyalty_earning_rules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(10))
+    value: Mapped[Decimal] = mapped_column(DecimalText)
+    skus: Mapped[list[str]] = mapped_column(JSON, default=list)
+    categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    store_codes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    weekdays: Mapped[list[int]] = mapped_column(JSON, default=list)  # 0 = Monday
+    valid_from: Mapped[datetime | None]
+    valid_to: Mapped[datetime | None]
+    first_purchase: Mapped[bool] = mapped_column(default=False)
+    birthday_month: Mapped[bool] = mapped_column(default=False)
+    min_spend: Mapped[int | None]  # minor units
+    cap_points: Mapped[int | None]
+    cap_period: Mapped[str | None] = mapped_column(String(8))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Account(db.Model):
+    """A member's balances, a cache of the ledger kept in the same transaction
+    (``flask loyalty verify`` recomputes them). Locked for every change."""
+
+    __tablename__ = "loyalty_accounts"
+
+    customer_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("customers.id"), primary_key=True
+    )
+    balance: Mapped[int] = mapped_column(default=0)
+    pending: Mapped[int] = mapped_column(default=0)
+    lifetime: Mapped[int] = mapped_column(default=0)
+    tier_id: Mapped[int | None] = mapped_column(ForeignKey("loyalty_tiers.id"))
+    tier_since: Mapped[datetime | None]
+    downgrade_at: Mapped[datetime | None]  # set at a review that found a lower tier
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Lot(db.Model):
+    """Points earned together: pending until ``pending_until``, then spendable until
+    ``expires_at``. Spending and expiry draw down ``remaining``."""
+
+    __tablename__ = "loyalty_lots"
+    __table_args__ = (
+        Index("ix_loyalty_lots_spendable", "customer_id", "expires_at", "id",
+              sqlite_where=text("remaining > 0"), postgresql_where=text("remaining > 0")),
+        Index("ix_loyalty_lots_to_release", "pending_until",
+              sqlite_where=text("released = 0"), postgresql_where=text("NOT released")),
+        Index("ix_loyalty_lots_to_expire", "expires_at",
+              sqlite_where=text("remaining > 0"), postgresql_where=text("remaining > 0")),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("customers.id"))
+    points: Mapped[int]
+    remaining: Mapped[int]
+    released: Mapped[bool]
+    pending_until: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    purchase_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("purchases.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LedgerEntry(db.Model):
+    """One change of points, never updated or deleted. ``points`` moves the spendable
+    balance, ``pending`` the locked points."""
+
+    __tablename__ = "loyalty_ledger"
+    __table_args__ = (
+        Index("ix_loyalty_ledger_customer", "customer_id", "id"),
+        Index("ix_loyalty_ledger_customer_occurred", "customer_id", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("customers.id"))
+    kind: Mapped[str] = mapped_column(String(10))
+    cause: Mapped[str] = mapped_column(String(10))
+    points: Mapped[int] = mapped_column(default=0)
+    pending: Mapped[int] = mapped_column(default=0)
+    balance_after: Mapped[int]
+    purchase_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("purchases.id"),
+                                                    index=True)
+    return_id: Mapped[int | None] = mapped_column(BigInteger,
+                                                  ForeignKey("purchase_returns.id"))
+    lot_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("loyalty_lots.id"))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    actor: Mapped[str | None] = mapped_column(String(120))
+    occurred_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LotDraw(db.Model):
+    """How many points a spending ledger row took from which lot, so a return can put
+    them back where they came from (with their own expiry)."""
+
+    __tablename__ = "loyalty_lot_draws"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    entry_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("loyalty_ledger.id"),
+                                          index=True)
+    lot_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("loyalty_lots.id"))
+    points: Mapped[int]
+
+
+class RuleAward(db.Model):
+    """Bonus points an earning rule gave: counted against the rule's cap."""
+
+    __tablename__ = "loyalty_rule_awards"
+    __table_args__ = (Index("ix_loyalty_rule_awards_cap", "rule_id", "customer_id",
+                            "occurred_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("loyalty_earning_rules.id"))
+    customer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("customers.id"))
+    purchase_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("purchases.id"))
+    points: Mapped[int]
+    occurred_at: Mapped[datetime]
+
+
+class Purchase(db.Model):
+    """A sale, unique per (store, receipt). Amounts are minor units: ``total`` before
+    loyalty discounts, ``discount`` from coupons and points, ``paid`` what earns."""
+
+    __tablename__ = "purchases"
+    __table_args__ = (
+        UniqueConstraint("store_id", "receipt_id"),
+        Index("ix_purchases_customer_occurred", "customer_id", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id"))
+    receipt_id: Mapped[str] = mapped_column(String(64))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    customer_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("customers.id"))
+    occurred_at: Mapped[datetime]
+    currency: Mapped[str] = mapped_column(String(3))
+    total: Mapped[int]
+    discount: Mapped[int] = mapped_column(default=0)
+    paid: Mapped[int]
+    points_earned: Mapped[int] = mapped_column(default=0)
+    points_pending: Mapped[int] = mapped_column(default=0)
+    points_redeemed: Mapped[int] = mapped_column(default=0)
+    coupons_applied: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    balance_after: Mapped[int | None]
+    tier_after: Mapped[str | None] = mapped_column(String(50))
+    returned_paid: Mapped[int] = mapped_column(default=0)
+    points_reversed: Mapped[int] = mapped_column(default=0)
+    points_restored: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PurchaseLine(db.Model):
+    __tablename__ = "purchase_lines"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    purchase_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("purchases.id"),
+                                             index=True)
+    sku: Mapped[str] = mapped_column(String(64), index=True)
+    category: Mapped[str | None] = mapped_column(String(64))
+    quantity: Mapped[int]
+    unit_price: Mapped[int]
+    amount: Mapped[int]
+    earns: Mapped[bool] = mapped_column(default=True)
+    returned_quantity: Mapped[int] = mapped_column(default=0)
+
+
+class PurchaseReturn(db.Model):
+    """A return, unique per (store, return_id). ``held`` until its purchase arrives
+    when a till posted it first."""
+
+    __tablename__ = "purchase_returns"
+    __table_args__ = (
+        UniqueConstraint("store_id", "return_id"),
+        Index("ix_purchase_returns_held", "store_id", "receipt_id",
+              sqlite_where=text("status = 'held'"), postgresql_where=text("status = 'held'")),
+        CheckConstraint("status IN ('held', 'applied')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id"))
+    receipt_id: Mapped[str] = mapped_column(String(64))
+    return_id: Mapped[str] = mapped_column(String(64))
+    purchase_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("purchases.id"),
+                                                    index=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(8))
+    requested: Mapped[dict[str, Any]] = mapped_column(JSON)  # {"lines": ..., "amount": ...}
+    returned_paid: Mapped[int] = mapped_column(default=0)
+    points_reversed: Mapped[int] = mapped_column(default=0)
+    points_restored: Mapped[int] = mapped_column(default=0)
+    points_uncollected: Mapped[int] = mapped_column(default=0)
+    balance_after: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    applied_at: Mapped[datetime | None]
+    note: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,447 @@
+"""Purchases from tills and the shop, their claims and returns.
+
+A purchase is unique per (store, receipt): the row is claimed first with
+``INSERT ... ON CONFLICT DO NOTHING``, so a retried post (even one racing the first)
+finds the original and gets its answer again; the same receipt with another body is a
+409. A return is unique per (store, return_id) the same way. A return whose purchase
+has not arrived yet (tills syncing out of order) is held and applied when it comes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from fractions import Fraction
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+from sqlalchemy import exists, select
+
+from crm import signals
+from crm.customers import find_customer
+from crm.db import db, insert_ignoring_conflicts, utcnow
+from crm.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from crm.models import ApiKey, Customer, Store
+from crm.money import InvalidAmount, exponent, to_amount, to_minor
+from loyalty import ledger, settings, tiers
+from loyalty.earning import Basket, Line, Member, points_for, to_points
+from loyalty.models import (
+    Account,
+    EarningRule,
+    Program,
+    Purchase,
+    PurchaseLine,
+    PurchaseReturn,
+    RuleAward,
+    Tier,
+)
+
+
+def request_hash(data: dict[str, Any]) -> str:
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def actor_of(key: ApiKey) -> str:
+    return f"key:{key.id}:{key.name}"[:120]
+
+
+def store_for(key: ApiKey, store_code: str | None) -> Store:
+    """A key bound to a store (a till's) posts for that store only; other keys name
+    the store."""
+    if key.store is not None:
+        if store_code not in (None, key.store.code):
+            raise Forbidden(f"This key belongs to store {key.store.code} and cannot post "
+                            f"for {store_code}.")
+        return key.store
+    if store_code is None:
+        raise Invalid("Name the store: store_code.", errors={"store_code": ["Required."]})
+    store = db.session.scalar(select(Store).where(Store.code == store_code))
+    if store is None:
+        raise Invalid(f"No store has the code {store_code!r}.",
+                      errors={"store_code": ["No such store."]})
+    return store
+
+
+def _money(value: str, currency: str, field: str) -> int:
+    try:
+        return to_minor(value, currency)
+    except InvalidAmount as e:
+        raise Invalid(f"{field}: {e}", errors={field: [str(e)]}) from None
+
+
+def _lines(raw: list[dict[str, Any]], currency: str) -> list[Line]:
+    errors: dict[str, Any] = {}
+    lines = []
+    for i, line in enumerate(raw):
+        try:
+            price = to_minor(line["unit_price"], currency)
+        except InvalidAmount as e:
+            errors[f"lines.{i}.unit_price"] = [str(e)]
+            continue
+        lines.append(Line(line["sku"], line.get("category"), line["quantity"], price,
+                          line.get("earns", True)))
+    if errors:
+        raise Invalid("Some lines are not valid: see errors.", errors=errors)
+    return lines
+
+
+def answer(purchase: Purchase, store_code: str) -> dict[str, Any]:
+    """The body a purchase post answers, the first time and on every replay."""
+    return {
+        "id": purchase.id, "store_code": store_code, "receipt_id": purchase.receipt_id,
+        "customer_id": purchase.customer_id, "occurred_at": purchase.occurred_at,
+        "currency": purchase.currency, "total": to_amount(purchase.total, purchase.currency),
+        "discount": to_amount(purchase.discount, purchase.currency),
+        "paid": to_amount(purchase.paid, purchase.currency),
+        "points_earned": purchase.points_earned, "points_pending": purchase.points_pending,
+        "points_redeemed": purchase.points_redeemed,
+        "coupons_applied": purchase.coupons_applied, "balance": purchase.balance_after,
+        "tier": purchase.tier_after,
+    }
+
+
+def _replay(model: type, digest: str, **unique: Any) -> Any:
+    row = db.session.scalar(select(model).filter_by(**unique))
+    if row.request_hash != digest:
+        raise Conflict(f"{', '.join(f'{k}={v}' for k, v in unique.items())} was posted "
+                       "before with a different body.")
+    return row
+
+
+def _claim(model: type, conflict: tuple[str, ...], values: dict[str, Any]) -> Any:
+    stmt = (insert_ignoring_conflicts(model, *conflict).values(**values)
+            .returning(model))
+    return db.session.scalar(stmt, execution_options={"populate_existing": True})
+
+
+@dataclass
+class Context:
+    program: Program
+    tiers: list[Tier]
+    store: Store
+    actor: str
+
+
+def _active_rules(at: datetime) -> list[EarningRule]:
+    return list(db.session.scalars(select(EarningRule).where(
+        EarningRule.active,
+        (EarningRule.valid_from.is_(None)) | (EarningRule.valid_from <= at),
+        (EarningRule.valid_to.is_(None)) | (EarningRule.valid_to > at),
+    ).order_by(EarningRule.id)))
+
+
+def _period_start(period: str, local: datetime) -> datetime:
+    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "day":
+        return day
+    if period == "week":
+        return day - timedelta(days=day.weekday())
+    if period == "month":
+        return day.replace(day=1)
+    if period == "year":
+        return day.replace(month=1, day=1)
+    return datetime(1970, 1, 1, tzinfo=local.tzinfo)
+
+
+def _cap_left(rules: list[EarningRule], customer_id: int, local: datetime) -> dict[int, int]:
+    capped = {r.id: (r.cap_points, _period_start(r.cap_period, local)) for r in rules
+              if r.cap_points is not None}
+    if not capped:
+        return {}
+    used: dict[int, int] = defaultdict(int)
+    rows = db.session.execute(
+        select(RuleAward.rule_id, RuleAward.occurred_at, RuleAward.points).where(
+            RuleAward.rule_id.in_(list(capped)), RuleAward.customer_id == customer_id,
+            RuleAward.occurred_at >= min(start for _, start in capped.values())))
+    for rule_id, occurred_at, points in rows:
+        if occurred_at >= capped[rule_id][1]:
+            used[rule_id] += points
+    return {rid: max(0, cap - used[rid]) for rid, (cap, _) in capped.items()}
+
+
+def _award(purchase: Purchase, customer: Customer, account: Account, lines: list[Line],
+           ctx: Context) -> None:
+    """Earn the purchase's points for its member: base times tier, plus rules."""
+    local = purchase.occurred_at.astimezone(ZoneInfo(ctx.store.timezone))
+    rules = _active_rules(purchase.occurred_at)
+    tier = next((t for t in ctx.tiers if t.id == account.tier_id), None)
+    first = any(r.first_purchase for r in rules) and not db.session.scalar(select(exists(
+        select(Purchase.id).where(Purchase.customer_id == customer.id,
+                                  Purchase.id != purchase.id,
+                                  Purchase.occurred_at < purchase.occurred_at))))
+    member = Member(multiplier=tier.multiplier if tier else 1, first_purchase=first,
+                    birthday=customer.birthday)
+    basket = Basket(ctx.store.code, local, exponent(purchase.currency), purchase.total,
+                    purchase.paid, lines)
+    earned = points_for(basket, ctx.program, member, rules,
+                        _cap_left(rules, customer.id, local))
+    lot = ledger.earn(account, ctx.program, earned.total, cause="purchase",
+                      occurred_at=purchase.occurred_at, purchase_id=purchase.id,
+                      actor=ctx.actor)
+    db.session.add_all(RuleAward(rule_id=rid, customer_id=customer.id,
+                                 purchase_id=purchase.id, points=points,
+                                 occurred_at=purchase.occurred_at)
+                       for rid, points in earned.awards.items())
+    purchase.points_earned = earned.total
+    purchase.points_pending = earned.total if lot is not None and not lot.released else 0
+
+
+def _redeem(purchase: Purchase, account: Account, points: int, ctx: Context) -> None:
+    """Points as tender: never more than the purchase is worth. The discount is the
+    points' value, rounded down, and at most the total; the last point may cover a
+    fraction of a cent so that whole-point rounding never blocks paying the rest."""
+    value = Fraction(ctx.program.point_value) * 10 ** exponent(purchase.currency)
+    worth = -(-purchase.total // value) if value else 0  # ceil
+    if points > worth:
+        raise Invalid(f"This purchase is worth at most {int(worth)} points.",
+                      errors={"redeem_points": [f"At most {int(worth)} for this purchase."]})
+    ledger.spend(account, ctx.program, points, kind="redeem", cause="purchase",
+                 purchase_id=purchase.id, actor=ctx.actor, occurred_at=purchase.occurred_at)
+    purchase.points_redeemed = points
+    purchase.discount = min(int(points * value), purchase.total)
+    purchase.paid = purchase.total - purchase.discount
+
+
+def _finish(purchase: Purchase, account: Account | None, ctx: Context) -> None:
+    if account is not None:
+        tiers.upgrade_if_qualified(account, ctx.tiers, ctx.program)
+        purchase.balance_after = account.balance
+        purchase.tier_after = next((t.name for t in ctx.tiers if t.id == account.tier_id),
+                                   None)
+    db.session.flush()
+
+
+def record_purchase(data: dict[str, Any], key: ApiKey) -> tuple[dict[str, Any], bool]:
+    """Record a sale; return its answer and whether it is new (False: a replay)."""
+    store = store_for(key, data.get("store_code"))
+    currency = data["currency"]
+    if currency != store.currency:
+        raise Invalid(f"Store {store.code} sells in {store.currency}, not {currency}.",
+                      errors={"currency": [f"Must be {store.currency} for this store."]})
+    total = _money(data["total"], currency, "total")
+    lines = _lines(data["lines"], currency)
+    ref = data.get("customer")
+    customer = find_customer(ref) if ref else None
+    redeem = data.get("redeem_points") or 0
+    if redeem and customer is None:
+        raise Invalid("Only a known member can redeem points.",
+                      errors={"redeem_points": ["Give a customer that exists."]})
+    digest = request_hash(data)
+    purchase = _claim(Purchase, ("store_id", "receipt_id"), {
+        "store_id": store.id, "receipt_id": data["receipt_id"], "request_hash": digest,
+        "customer_id": customer.id if customer else None,
+        "occurred_at": data["occurred_at"], "currency": currency, "total": total,
+        "paid": total, "created_at": utcnow()})
+    if purchase is None:
+        return answer(_replay(Purchase, digest, store_id=store.id,
+                              receipt_id=data["receipt_id"]), store.code), False
+
+    ctx = Context(settings.program(), settings.tiers(), store, actor_of(key))
+    db.session.add_all(PurchaseLine(purchase_id=purchase.id, sku=line.sku,
+                                    category=line.category, quantity=line.quantity,
+                                    unit_price=line.unit_price, amount=line.amount,
+                                    earns=line.earns) for line in lines)
+    account = ledger.lock_account(customer.id) if customer else None
+    if customer is not None:
+        if redeem:
+            _redeem(purchase, account, redeem, ctx)
+        _award(purchase, customer, account, lines, ctx)
+    _apply_held_returns(purchase, ctx)
+    _finish(purchase, account, ctx)
+    signals.purchase_recorded.send(current_app._get_current_object(), purchase=purchase)
+    return answer(purchase, store.code), True
+
+
+def _locked_purchase(purchase_id: int, key: ApiKey) -> tuple[Purchase, Store]:
+    purchase = db.session.scalar(select(Purchase).where(Purchase.id == purchase_id)
+                                 .with_for_update()
+                                 .execution_options(populate_existing=True))
+    if purchase is None:
+        raise NotFound(f"No purchase has the id {purchase_id}.")
+    store = db.session.get(Store, purchase.store_id)
+    if key.store is not None and key.store.id != store.id:
+        raise Forbidden(f"This key belongs to store {key.store.code}; the purchase was "
+                        f"made in {store.code}.")
+    return purchase, store
+
+
+def _stored_lines(purchase: Purchase) -> list[PurchaseLine]:
+    return list(db.session.scalars(select(PurchaseLine)
+                                   .where(PurchaseLine.purchase_id == purchase.id)
+                                   .order_by(PurchaseLine.id)))
+
+
+def claim_purchase(purchase_id: int, ref: dict[str, Any], key: ApiKey) -> dict[str, Any]:
+    """Attach an anonymous purchase to a member, who then earns its points (less
+    what was returned meanwhile)."""
+    purchase, store = _locked_purchase(purchase_id, key)
+    customer = find_customer(ref)
+    if customer is None:
+        raise NotFound("No customer matches.")
+    if purchase.customer_id == customer.id:
+        return answer(purchase, store.code)
+    if purchase.customer_id is not None:
+        raise Conflict("This purchase belongs to another customer already.")
+    ctx = Context(settings.program(), settings.tiers(), store, actor_of(key))
+    purchase.customer_id = customer.id
+    account = ledger.lock_account(customer.id)
+    stored = _stored_lines(purchase)
+    lines = [Line(pl.sku, pl.category, pl.quantity, pl.unit_price, pl.earns) for pl in stored]
+    _award(purchase, customer, account, lines, ctx)
+    fraction = _returned_fraction(purchase, stored)
+    if fraction:
+        owed = to_points(purchase.points_earned * fraction, "round")
+        done = ledger.claw_back(account, ctx.program, owed, purchase_id=purchase.id,
+                                return_row_id=None, occurred_at=utcnow(), actor=ctx.actor)
+        purchase.points_reversed = done.reversed + done.uncollected
+    _finish(purchase, account, ctx)
+    signals.purchase_recorded.send(current_app._get_current_object(), purchase=purchase,
+                                   claimed=True)
+    return answer(purchase, store.code)
+
+
+# --- returns ---------------------------------------------------------------------------
+
+
+def return_answer(ret: PurchaseReturn, currency: str) -> dict[str, Any]:
+    return {
+        "id": ret.id, "return_id": ret.return_id, "purchase_id": ret.purchase_id,
+        "receipt_id": ret.receipt_id, "status": ret.status,
+        "amount": to_amount(ret.returned_paid, currency),
+        "points_reversed": ret.points_reversed, "points_restored": ret.points_restored,
+        "points_uncollected": ret.points_uncollected, "balance": ret.balance_after,
+        "note": ret.note,
+    }
+
+
+def _returned_fraction(purchase: Purchase, lines: list[PurchaseLine]) -> Fraction:
+    """How much of the purchase has come back: by money paid, or by line value when
+    nothing was paid in money (all points)."""
+    if purchase.paid:
+        return Fraction(purchase.returned_paid, purchase.paid)
+    gross = sum(pl.amount for pl in lines)
+    back = sum(pl.returned_quantity * pl.unit_price for pl in lines)
+    if gross == 0:
+        return Fraction(1 if all(pl.returned_quantity == pl.quantity for pl in lines) else 0)
+    return Fraction(back, gross)
+
+
+def _take_lines(lines: list[PurchaseLine], wanted: list[dict[str, Any]]) -> int:
+    """Mark returned quantities; return the gross value returned. Checks everything
+    before changing anything."""
+    left = defaultdict(int)
+    for pl in lines:
+        left[pl.sku] += pl.quantity - pl.returned_quantity
+    asked = defaultdict(int)
+    for item in wanted:
+        asked[item["sku"]] += item["quantity"]
+    errors = {sku: [f"Only {left[sku]} left to return."] for sku, n in asked.items()
+              if n > left[sku]}
+    if errors:
+        raise Invalid("More is returned than was bought: see errors.", errors=errors)
+    gross = 0
+    for pl in lines:
+        take = min(asked[pl.sku], pl.quantity - pl.returned_quantity)
+        pl.returned_quantity += take
+        asked[pl.sku] -= take
+        gross += take * pl.unit_price
+    return gross
+
+
+def _apply_return(ret: PurchaseReturn, purchase: Purchase, ctx: Context) -> None:
+    """Refund part or all of ``purchase``: take back the points it earned and give back
+    those it redeemed, in proportion to what came back (cumulatively, so several
+    partial returns never take back more than the whole)."""
+    lines = _stored_lines(purchase)
+    requested = ret.requested
+    refundable = purchase.paid - purchase.returned_paid
+    if requested.get("lines"):
+        gross_total = sum(pl.amount for pl in lines)
+        gross = _take_lines(lines, requested["lines"])
+        if all(pl.returned_quantity == pl.quantity for pl in lines):
+            refund = refundable
+        else:
+            refund = min(refundable, round(Fraction(gross * purchase.paid, gross_total or 1)))
+    elif requested.get("amount") is not None:
+        refund = _money(requested["amount"], purchase.currency, "amount")
+        if refund > refundable:
+            raise Invalid(f"At most {refundable} (minor units) is left to refund.",
+                          errors={"amount": ["More than is left to refund."]})
+    else:
+        for pl in lines:
+            pl.returned_quantity = pl.quantity
+        refund = refundable
+    purchase.returned_paid += refund
+    fraction = _returned_fraction(purchase, lines)
+    ret.status, ret.purchase_id, ret.applied_at = "applied", purchase.id, utcnow()
+    ret.returned_paid, ret.note = refund, None
+    if purchase.customer_id is not None:
+        account = ledger.lock_account(purchase.customer_id)
+        owed = to_points(purchase.points_earned * fraction, "round") - purchase.points_reversed
+        give = to_points(purchase.points_redeemed * fraction, "round") - purchase.points_restored
+        done = ledger.claw_back(account, ctx.program, owed, purchase_id=purchase.id,
+                                return_row_id=ret.id, occurred_at=ret.applied_at,
+                                actor=ctx.actor)
+        ledger.restore(account, give, purchase_id=purchase.id, return_row_id=ret.id,
+                       occurred_at=ret.applied_at, actor=ctx.actor)
+        purchase.points_reversed += max(owed, 0)
+        purchase.points_restored += max(give, 0)
+        ret.points_reversed, ret.points_uncollected = done.reversed, done.uncollected
+        ret.points_restored = max(give, 0)
+        ret.balance_after = account.balance
+    signals.purchase_returned.send(current_app._get_current_object(), purchase=purchase,
+                                   purchase_return=ret, full=fraction == 1)
+
+
+def _apply_held_returns(purchase: Purchase, ctx: Context) -> None:
+    held = db.session.scalars(select(PurchaseReturn).where(
+        PurchaseReturn.store_id == purchase.store_id,
+        PurchaseReturn.receipt_id == purchase.receipt_id,
+        PurchaseReturn.status == "held").order_by(PurchaseReturn.id)).all()
+    for ret in held:
+        try:
+            _apply_return(ret, purchase, ctx)
+        except DomainError as e:  # checked before any change: nothing half-done
+            ret.note = f"Could not be applied: {e.detail}"
+
+
+def record_return(data: dict[str, Any], key: ApiKey,
+                  purchase_id: int | None = None) -> tuple[dict[str, Any], int]:
+    """Record a return of a purchase, by its id or by (store, receipt). Answers the
+    return and its status code: 201 applied, 202 held, 200 a replay."""
+    if data.get("lines") and data.get("amount") is not None:
+        raise Invalid("Return by lines or by amount, not both.",
+                      errors={"amount": ["Not with lines."]})
+    if purchase_id is not None:
+        purchase, store = _locked_purchase(purchase_id, key)
+        receipt_id = purchase.receipt_id
+    else:
+        store = store_for(key, data.get("store_code"))
+        receipt_id = data["receipt_id"]
+        purchase = db.session.scalar(select(Purchase).where(
+            Purchase.store_id == store.id, Purchase.receipt_id == receipt_id)
+            .with_for_update())
+    requested = {"lines": data.get("lines"), "amount": data.get("amount")}
+    if requested["amount"] is not None:
+        _money(requested["amount"], store.currency, "amount")
+    digest = request_hash({"receipt_id": receipt_id, **requested})
+    ret = _claim(PurchaseReturn, ("store_id", "return_id"), {
+        "store_id": store.id, "receipt_id": receipt_id, "return_id": data["return_id"],
+        "request_hash": digest, "status": "held", "requested": requested,
+        "created_at": utcnow()})
+    if ret is None:
+        earlier = _replay(PurchaseReturn, digest, store_id=store.id,
+                          return_id=data["return_id"])
+        return return_answer(earlier, store.currency), 200
+    if purchase is None:
+        db.session.flush()
+        return return_answer(ret, store.currency), 202
+    _apply_return(ret, purchase, Context(settings.program(), settings.tiers(), store,
+                                         actor_of(key)))
+    db.session.flush()
+    return return_answer(ret, store.currency), 201

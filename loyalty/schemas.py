@@ -1,0 +1,235 @@
+"""The loyalty API's shapes."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, post_dump, validate, validates_schema
+
+from crm.money import to_amount
+from crm.schemas import Amount, CustomerRefSchema, DecimalString, Text, _currency, page_of
+from loyalty.models import CAP_PERIODS, ROUNDING
+
+MAX_POINTS = 1_000_000_000
+RECEIPT = validate.Regexp(r"^[\x21-\x7e]{1,64}$",
+                          error="1 to 64 printable characters, no spaces.")
+
+
+class ProgramSchema(Schema):
+    currency = fields.String(validate=_currency,
+                             metadata={"description": "Currency of spend thresholds."})
+    points_per_unit = DecimalString(maximum="10000",
+                                    metadata={"description": "Points per currency unit paid."})
+    point_value = DecimalString(maximum="10000", exclusive_minimum=True,
+                                metadata={"description": "Money value of one point."})
+    rounding = fields.String(validate=validate.OneOf(ROUNDING))
+    pending_days = fields.Integer(strict=True, validate=validate.Range(0, 365))
+    expiry_days = fields.Integer(strict=True, validate=validate.Range(0, 3650),
+                                 metadata={"description": "0: points never expire."})
+    allow_negative = fields.Boolean()
+    tier_grace_days = fields.Integer(strict=True, validate=validate.Range(0, 365))
+    updated_at = fields.AwareDateTime(dump_only=True)
+
+
+class _ProgramMoney(Schema):
+    """Amounts in the program's currency: minor units inside, decimal strings outside."""
+
+    MONEY_FIELDS: tuple[str, ...] = ()
+
+    @post_dump
+    def _format(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        from loyalty.settings import program
+
+        for name in self.MONEY_FIELDS:
+            if isinstance(data.get(name), str):
+                data[name] = to_amount(int(data[name]), program().currency)
+        return data
+
+
+class TierSchema(_ProgramMoney):
+    MONEY_FIELDS = ("threshold_spend",)
+
+    id = fields.Integer(dump_only=True)
+    name = Text(required=True, validate=validate.Length(1, 50))
+    threshold_points = fields.Integer(strict=True, allow_none=True,
+                                      validate=validate.Range(0, MAX_POINTS))
+    threshold_spend = Amount(allow_none=True,
+                             metadata={"description": "In the program's currency."})
+    window_days = fields.Integer(strict=True, load_default=365,
+                                 validate=validate.Range(1, 3650))
+    multiplier = DecimalString(maximum="100", load_default=Decimal(1))
+    benefits = fields.List(fields.String(validate=validate.Length(1, 200)),
+                           load_default=list, validate=validate.Length(max=50))
+
+
+class EarningRuleSchema(_ProgramMoney):
+    MONEY_FIELDS = ("min_spend",)
+
+    id = fields.Integer(dump_only=True)
+    name = Text(required=True, validate=validate.Length(1, 100))
+    kind = fields.String(required=True, validate=validate.OneOf(("multiplier", "fixed")))
+    value = DecimalString(maximum="1000000", required=True,
+                          metadata={"description": "Multiplier (\"2\") or fixed points."})
+    skus = fields.List(fields.String(validate=validate.Length(1, 64)), load_default=list)
+    categories = fields.List(fields.String(validate=validate.Length(1, 64)),
+                             load_default=list)
+    store_codes = fields.List(fields.String(validate=validate.Length(1, 32)),
+                              load_default=list)
+    weekdays = fields.List(fields.Integer(strict=True, validate=validate.Range(0, 6)),
+                           load_default=list, metadata={"description": "0 is Monday."})
+    valid_from = fields.AwareDateTime(allow_none=True)
+    valid_to = fields.AwareDateTime(allow_none=True)
+    first_purchase = fields.Boolean(load_default=False)
+    birthday_month = fields.Boolean(load_default=False)
+    min_spend = Amount(allow_none=True, metadata={"description": "In the program's currency."})
+    cap_points = fields.Integer(strict=True, allow_none=True,
+                                validate=validate.Range(1, MAX_POINTS))
+    cap_period = fields.String(allow_none=True, validate=validate.OneOf(CAP_PERIODS))
+    active = fields.Boolean(load_default=True)
+
+
+class LineSchema(Schema):
+    sku = fields.String(required=True, validate=validate.Length(1, 64))
+    category = fields.String(validate=validate.Length(1, 64))
+    quantity = fields.Integer(strict=True, required=True, validate=validate.Range(1, 100_000))
+    unit_price = Amount(required=True)
+    earns = fields.Boolean(load_default=True, metadata={
+        "description": "false for lines that never earn: rewards, gift cards, deposits."})
+
+
+class PurchaseInSchema(Schema):
+    store_code = fields.String(validate=validate.Length(1, 32),
+                               metadata={"description": "Implied by a till's key."})
+    receipt_id = fields.String(required=True, validate=RECEIPT)
+    customer = fields.Nested(CustomerRefSchema)
+    occurred_at = fields.AwareDateTime(required=True)
+    currency = fields.String(required=True, validate=_currency)
+    total = Amount(required=True)
+    lines = fields.List(fields.Nested(LineSchema), required=True,
+                        validate=validate.Length(1, 1000))
+    redeem_points = fields.Integer(strict=True, load_default=0,
+                                   validate=validate.Range(0, MAX_POINTS))
+
+
+class PurchaseSchema(Schema):
+    id = fields.Integer()
+    store_code = fields.String()
+    receipt_id = fields.String()
+    customer_id = fields.Integer(allow_none=True)
+    occurred_at = fields.AwareDateTime()
+    currency = fields.String()
+    total = fields.String()
+    discount = fields.String()
+    paid = fields.String()
+    points_earned = fields.Integer()
+    points_pending = fields.Integer()
+    points_redeemed = fields.Integer()
+    coupons_applied = fields.List(fields.Raw())
+    balance = fields.Integer(allow_none=True)
+    tier = fields.String(allow_none=True)
+
+
+class ClaimSchema(Schema):
+    customer = fields.Nested(CustomerRefSchema, required=True)
+
+
+class ReturnLineSchema(Schema):
+    sku = fields.String(required=True, validate=validate.Length(1, 64))
+    quantity = fields.Integer(strict=True, required=True, validate=validate.Range(1, 100_000))
+
+
+class ReturnInSchema(Schema):
+    return_id = fields.String(required=True, validate=RECEIPT)
+    lines = fields.List(fields.Nested(ReturnLineSchema), validate=validate.Length(1, 1000))
+    amount = Amount()
+
+    @validates_schema
+    def _one_way(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data.get("lines") and data.get("amount") is not None:
+            raise ValidationError("Return by lines or by amount, not both.", "amount")
+
+
+class ReceiptReturnInSchema(ReturnInSchema):
+    """A return named by its receipt: held until the purchase arrives if it has not."""
+
+    store_code = fields.String(validate=validate.Length(1, 32))
+    receipt_id = fields.String(required=True, validate=RECEIPT)
+
+
+class ReturnSchema(Schema):
+    id = fields.Integer()
+    return_id = fields.String()
+    purchase_id = fields.Integer(allow_none=True)
+    receipt_id = fields.String()
+    status = fields.String(metadata={"description": "applied, or held until the purchase"})
+    amount = fields.String()
+    points_reversed = fields.Integer()
+    points_restored = fields.Integer()
+    points_uncollected = fields.Integer()
+    balance = fields.Integer(allow_none=True)
+    note = fields.String(allow_none=True)
+
+
+class NextTierSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    points_needed = fields.Integer()
+    spend_needed = fields.String()
+
+
+class MemberTierSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    since = fields.AwareDateTime(allow_none=True)
+    downgrade_at = fields.AwareDateTime(allow_none=True)
+
+
+class ExpiringSchema(Schema):
+    points = fields.Integer()
+    on = fields.String()
+
+
+class PointsSchema(Schema):
+    customer_id = fields.Integer()
+    balance = fields.Integer()
+    pending = fields.Integer()
+    lifetime = fields.Integer()
+    debt = fields.Integer()
+    tier = fields.Nested(MemberTierSchema, allow_none=True)
+    next_tier = fields.Nested(NextTierSchema, allow_none=True)
+    expiring = fields.List(fields.Nested(ExpiringSchema))
+
+
+class LedgerEntrySchema(Schema):
+    id = fields.Integer()
+    kind = fields.String()
+    cause = fields.String()
+    points = fields.Integer()
+    pending = fields.Integer()
+    balance_after = fields.Integer()
+    purchase_id = fields.Integer(allow_none=True)
+    return_id = fields.Integer(allow_none=True)
+    reason = fields.String(allow_none=True)
+    actor = fields.String(allow_none=True)
+    occurred_at = fields.AwareDateTime()
+    created_at = fields.AwareDateTime()
+
+
+class AdjustmentInSchema(Schema):
+    points = fields.Integer(strict=True, required=True,
+                            validate=[validate.Range(-MAX_POINTS, MAX_POINTS),
+                                      validate.NoneOf([0], error="Not zero.")])
+    reason = Text(required=True, validate=validate.Length(1, 500))
+
+
+class AdjustmentSchema(Schema):
+    customer_id = fields.Integer()
+    points = fields.Integer()
+    reason = fields.String()
+    balance = fields.Integer()
+
+
+TierPageSchema = page_of(TierSchema, "TierPage")
+EarningRulePageSchema = page_of(EarningRuleSchema, "EarningRulePage")
+LedgerPageSchema = page_of(LedgerEntrySchema, "LedgerPage")

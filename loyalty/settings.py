@@ -1,0 +1,142 @@
+"""The program's settings, tiers and earning rules, as marketers configure them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, select
+
+from crm.db import db
+from crm.errors import Conflict, Invalid, NotFound
+from crm.money import InvalidAmount, to_minor
+from loyalty.models import EarningRule, Program, Tier
+
+
+def program() -> Program:
+    """The program row, made with defaults on first use."""
+    row = db.session.get(Program, 1)
+    if row is None:
+        row = Program(id=1)
+        db.session.add(row)
+        db.session.flush()
+    return row
+
+
+def update_program(data: dict[str, Any]) -> Program:
+    row = program()
+    for field, value in data.items():
+        setattr(row, field, value)
+    db.session.flush()
+    return row
+
+
+def _program_money(data: dict[str, Any], *names: str) -> dict[str, Any]:
+    """Amounts given in the program's currency, to minor units."""
+    data = dict(data)
+    currency = program().currency
+    for name in names:
+        if data.get(name) is not None:
+            try:
+                data[name] = to_minor(data[name], currency)
+            except InvalidAmount as e:
+                raise Invalid(str(e), errors={name: [str(e)]}) from None
+    return data
+
+
+def tiers() -> list[Tier]:
+    """Tiers from lowest to highest."""
+    return list(db.session.scalars(select(Tier).order_by(
+        Tier.threshold_points.nulls_first(), Tier.threshold_spend.nulls_first(), Tier.id)))
+
+
+def _check_tier(data: dict[str, Any], tier_id: int | None) -> None:
+    if "name" in data:
+        clash = db.session.scalar(select(Tier.id).where(Tier.name == data["name"]))
+        if clash is not None and clash != tier_id:
+            raise Conflict(f"A tier named {data['name']!r} exists already.")
+
+
+def create_tier(data: dict[str, Any]) -> Tier:
+    data = _program_money(data, "threshold_spend")
+    _check_tier(data, None)
+    tier = Tier(**data)
+    db.session.add(tier)
+    db.session.flush()
+    return tier
+
+
+def get_tier(tier_id: int) -> Tier:
+    tier = db.session.get(Tier, tier_id)
+    if tier is None:
+        raise NotFound(f"No tier has the id {tier_id}.")
+    return tier
+
+
+def update_tier(tier_id: int, data: dict[str, Any]) -> Tier:
+    tier = get_tier(tier_id)
+    data = _program_money(data, "threshold_spend")
+    _check_tier(data, tier_id)
+    for field, value in data.items():
+        setattr(tier, field, value)
+    db.session.flush()
+    return tier
+
+
+def delete_tier(tier_id: int) -> None:
+    from loyalty.models import Account
+
+    tier = get_tier(tier_id)
+    members = db.session.scalar(select(Account.customer_id).where(Account.tier_id == tier_id)
+                                .limit(1))
+    if members is not None:
+        raise Conflict("Members hold this tier: change its thresholds or let the next "
+                       "tier review move them first.")
+    db.session.delete(tier)
+    db.session.flush()
+
+
+def _check_rule(rule: EarningRule) -> None:
+    errors = {}
+    if (rule.cap_points is None) != (rule.cap_period is None):
+        errors["cap_period"] = ["cap_points and cap_period go together."]
+    if rule.valid_from and rule.valid_to and rule.valid_to <= rule.valid_from:
+        errors["valid_to"] = ["valid_to must be after valid_from."]
+    if rule.kind == "fixed" and rule.value != rule.value.to_integral_value():
+        errors["value"] = ["Fixed points are a whole number."]
+    if errors:
+        raise Invalid("The earning rule is not consistent: see errors.", errors=errors)
+
+
+def rules() -> Select[tuple[EarningRule]]:
+    return select(EarningRule).order_by(EarningRule.id)
+
+
+def create_rule(data: dict[str, Any]) -> EarningRule:
+    rule = EarningRule(**_program_money(data, "min_spend"))
+    _check_rule(rule)
+    db.session.add(rule)
+    db.session.flush()
+    return rule
+
+
+def get_rule(rule_id: int) -> EarningRule:
+    rule = db.session.get(EarningRule, rule_id)
+    if rule is None:
+        raise NotFound(f"No earning rule has the id {rule_id}.")
+    return rule
+
+
+def update_rule(rule_id: int, data: dict[str, Any]) -> EarningRule:
+    rule = get_rule(rule_id)
+    for field, value in _program_money(data, "min_spend").items():
+        setattr(rule, field, value)
+    _check_rule(rule)
+    db.session.flush()
+    return rule
+
+
+def delete_rule(rule_id: int) -> None:
+    """Rules that gave points are kept for the record and switched off instead."""
+    rule = get_rule(rule_id)
+    rule.active = False
+    db.session.flush()
