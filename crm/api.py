@@ -7,6 +7,8 @@ from typing import Any
 
 import flask
 import flask_smorest
+from apispec.ext.marshmallow import MarshmallowPlugin
+from apispec.ext.marshmallow.common import resolve_schema_cls
 from flask import Flask, Response, send_from_directory
 from marshmallow import RAISE
 from swagger_ui_bundle import swagger_ui_path
@@ -67,7 +69,14 @@ class IdConverter(IntegerConverter):
         super().__init__(url_map, min=1, max=2**63 - 1)
 
 
-api = Api()
+def schema_name(schema: Any) -> str:
+    """OpenAPI component names: the class name less "Schema", "Patch" for partial ones."""
+    cls = resolve_schema_cls(schema)
+    name = cls.__name__.removesuffix("Schema")
+    return name + "Patch" if getattr(schema, "partial", False) else name
+
+
+api = Api(spec_kwargs={"marshmallow_plugin": MarshmallowPlugin(schema_name_resolver=schema_name)})
 
 docs_assets = flask.Blueprint("docs_assets", __name__)
 

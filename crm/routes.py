@@ -17,7 +17,6 @@ from crm.schemas import (
     ApiKeyPageSchema,
     CustomerInSchema,
     CustomerPageSchema,
-    CustomerPatchSchema,
     CustomerQuerySchema,
     CustomerSchema,
     PageArgs,
@@ -110,7 +109,7 @@ class CustomerById(MethodView):
         return customers.with_profile_extras([customers.get_customer(customer_id)])[0]
 
     @require("shop")
-    @customers_blp.arguments(CustomerPatchSchema(partial=True))
+    @customers_blp.arguments(CustomerInSchema(partial=True))
     @customers_blp.response(200, CustomerSchema)
     def patch(self, data: dict[str, Any], customer_id: int) -> Any:
         customer = customers.update_customer(customer_id, data)

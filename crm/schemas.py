@@ -165,10 +165,6 @@ class CustomerInSchema(Schema):
     consent = fields.Nested(ConsentSchema)
 
 
-class CustomerPatchSchema(CustomerInSchema):
-    """PATCH takes any subset; null removes a value (an identifier: all of its kind)."""
-
-
 class CustomerSchema(Schema):
     """A profile; feature packages add their part (``tier``, ``points_balance``)."""
 

@@ -83,15 +83,14 @@ def earn(account: Account, program: Program, points: int, *, cause: str, kind: s
               released=released, pending_until=pending_until,
               expires_at=expires_at(program, occurred_at), purchase_id=purchase_id)
     db.session.add(lot)
-    db.session.flush([lot])
     account.lifetime += points
     if released:
         _repay_debt(account, [lot])
         _post(account, kind, cause, points=points, occurred_at=occurred_at,
-              purchase_id=purchase_id, lot_id=lot.id, actor=actor, reason=reason)
+              purchase_id=purchase_id, lot=lot, actor=actor, reason=reason)
     else:
         _post(account, "pending", cause, pending=points, occurred_at=occurred_at,
-              purchase_id=purchase_id, lot_id=lot.id, actor=actor, reason=reason)
+              purchase_id=purchase_id, lot=lot, actor=actor, reason=reason)
     return lot
 
 
@@ -121,21 +120,20 @@ def release(account: Account, lot: Lot) -> None:
     if not points:
         return
     _repay_debt(account, [lot])
-    _post(account, "release", "purchase", points=points, pending=-points, lot_id=lot.id,
+    _post(account, "release", "purchase", points=points, pending=-points, lot=lot,
           purchase_id=lot.purchase_id, actor="job:release")
 
 
 def expire(account: Account, lot: Lot) -> None:
     """What is left of a lot past its expiry date expires."""
     points, lot.remaining = lot.remaining, 0
-    _post(account, "expire", "expiry", points=-points, lot_id=lot.id, actor="job:expire")
+    _post(account, "expire", "expiry", points=-points, lot=lot, actor="job:expire")
 
 
 def _draw(entry: LedgerEntry, lots: list[Lot], points: int) -> int:
     """Take up to ``points`` from ``lots`` in order, recording each draw; return the
     points that the lots could not cover."""
     left = points
-    draws = []
     for lot in lots:
         if left <= 0:
             break
@@ -143,10 +141,7 @@ def _draw(entry: LedgerEntry, lots: list[Lot], points: int) -> int:
         if taken:
             lot.remaining -= taken
             left -= taken
-            draws.append((lot.id, taken))
-    db.session.flush([entry])
-    db.session.add_all(LotDraw(entry_id=entry.id, lot_id=lot_id, points=taken)
-                       for lot_id, taken in draws)
+            db.session.add(LotDraw(entry=entry, lot=lot, points=taken))
     return left
 
 

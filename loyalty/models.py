@@ -18,7 +18,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm.db import BigId, DecimalText, db, utcnow
 
@@ -150,6 +150,7 @@ class LedgerEntry(db.Model):
                                                   ForeignKey("purchase_returns.id"))
     lot_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("loyalty_lots.id"))
     reason: Mapped[str | None] = mapped_column(String(500))
+    lot: Mapped[Lot | None] = relationship()
     actor: Mapped[str | None] = mapped_column(String(120))
     occurred_at: Mapped[datetime]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -166,6 +167,9 @@ class LotDraw(db.Model):
                                           index=True)
     lot_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("loyalty_lots.id"))
     points: Mapped[int]
+
+    entry: Mapped[LedgerEntry] = relationship()
+    lot: Mapped[Lot] = relationship()
 
 
 class RuleAward(db.Model):

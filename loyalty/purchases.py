@@ -121,10 +121,19 @@ def _claim(model: type, conflict: tuple[str, ...], values: dict[str, Any]) -> An
 
 @dataclass
 class Context:
+    """What earning needs, read before anything is written (so that one flush at the
+    end writes everything)."""
+
     program: Program
     tiers: list[Tier]
+    rules: list[EarningRule]
     store: Store
     actor: str
+
+
+def _context(store: Store, key: ApiKey, at: datetime) -> Context:
+    return Context(settings.program(), settings.tiers(), _active_rules(at), store,
+                   actor_of(key))
 
 
 def _active_rules(at: datetime) -> list[EarningRule]:
@@ -168,7 +177,7 @@ def _award(purchase: Purchase, customer: Customer, account: Account, lines: list
            ctx: Context) -> None:
     """Earn the purchase's points for its member: base times tier, plus rules."""
     local = purchase.occurred_at.astimezone(ZoneInfo(ctx.store.timezone))
-    rules = _active_rules(purchase.occurred_at)
+    rules = ctx.rules
     tier = next((t for t in ctx.tiers if t.id == account.tier_id), None)
     first = any(r.first_purchase for r in rules) and not db.session.scalar(select(exists(
         select(Purchase.id).where(Purchase.customer_id == customer.id,
@@ -241,7 +250,8 @@ def record_purchase(data: dict[str, Any], key: ApiKey) -> tuple[dict[str, Any], 
         return answer(_replay(Purchase, digest, store_id=store.id,
                               receipt_id=data["receipt_id"]), store.code), False
 
-    ctx = Context(settings.program(), settings.tiers(), store, actor_of(key))
+    ctx = _context(store, key, purchase.occurred_at)
+    held = _held_returns(purchase)
     db.session.add_all(PurchaseLine(purchase_id=purchase.id, sku=line.sku,
                                     category=line.category, quantity=line.quantity,
                                     unit_price=line.unit_price, amount=line.amount,
@@ -251,7 +261,7 @@ def record_purchase(data: dict[str, Any], key: ApiKey) -> tuple[dict[str, Any], 
         if redeem:
             _redeem(purchase, account, redeem, ctx)
         _award(purchase, customer, account, lines, ctx)
-    _apply_held_returns(purchase, ctx)
+    _apply_held_returns(held, purchase, ctx)
     _finish(purchase, account, ctx)
     signals.purchase_recorded.send(current_app._get_current_object(), purchase=purchase)
     return answer(purchase, store.code), True
@@ -287,7 +297,7 @@ def claim_purchase(purchase_id: int, ref: dict[str, Any], key: ApiKey) -> dict[s
         return answer(purchase, store.code)
     if purchase.customer_id is not None:
         raise Conflict("This purchase belongs to another customer already.")
-    ctx = Context(settings.program(), settings.tiers(), store, actor_of(key))
+    ctx = _context(store, key, purchase.occurred_at)
     purchase.customer_id = customer.id
     account = ledger.lock_account(customer.id)
     stored = _stored_lines(purchase)
@@ -398,11 +408,14 @@ def _apply_return(ret: PurchaseReturn, purchase: Purchase, ctx: Context) -> None
                                    purchase_return=ret, full=fraction == 1)
 
 
-def _apply_held_returns(purchase: Purchase, ctx: Context) -> None:
-    held = db.session.scalars(select(PurchaseReturn).where(
+def _held_returns(purchase: Purchase) -> list[PurchaseReturn]:
+    return list(db.session.scalars(select(PurchaseReturn).where(
         PurchaseReturn.store_id == purchase.store_id,
         PurchaseReturn.receipt_id == purchase.receipt_id,
-        PurchaseReturn.status == "held").order_by(PurchaseReturn.id)).all()
+        PurchaseReturn.status == "held").order_by(PurchaseReturn.id)))
+
+
+def _apply_held_returns(held: list[PurchaseReturn], purchase: Purchase, ctx: Context) -> None:
     for ret in held:
         try:
             _apply_return(ret, purchase, ctx)
@@ -441,7 +454,6 @@ def record_return(data: dict[str, Any], key: ApiKey,
     if purchase is None:
         db.session.flush()
         return return_answer(ret, store.currency), 202
-    _apply_return(ret, purchase, Context(settings.program(), settings.tiers(), store,
-                                         actor_of(key)))
+    _apply_return(ret, purchase, _context(store, key, purchase.occurred_at))
     db.session.flush()
     return return_answer(ret, store.currency), 201
