@@ -353,7 +353,8 @@ def _take_lines(lines: list[PurchaseLine], wanted: list[dict[str, Any]]) -> int:
     errors = {sku: [f"Only {left[sku]} left to return."] for sku, n in asked.items()
               if n > left[sku]}
     if errors:
-        raise Invalid("More is returned than was bought: see errors.", errors=errors)
+        raise Invalid("More is returned than was bought: " + "; ".join(
+            f"{sku}: {msgs[0].lower()}" for sku, msgs in errors.items()), errors=errors)
     gross = 0
     for pl in lines:
         take = min(asked[pl.sku], pl.quantity - pl.returned_quantity)
@@ -370,6 +371,9 @@ def _apply_return(ret: PurchaseReturn, purchase: Purchase, ctx: Context) -> None
     lines = _stored_lines(purchase)
     requested = ret.requested
     refundable = purchase.paid - purchase.returned_paid
+    if not refundable and all(pl.returned_quantity == pl.quantity for pl in lines):
+        raise Invalid("This purchase has been returned in full already.",
+                      errors={"return_id": ["Nothing is left to return."]})
     if requested.get("lines"):
         gross_total = sum(pl.amount for pl in lines)
         gross = _take_lines(lines, requested["lines"])
