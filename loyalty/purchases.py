@@ -179,10 +179,11 @@ def _award(purchase: Purchase, customer: Customer, account: Account, lines: list
     local = purchase.occurred_at.astimezone(ZoneInfo(ctx.store.timezone))
     rules = ctx.rules
     tier = next((t for t in ctx.tiers if t.id == account.tier_id), None)
+    # The member's first purchase: no other is on record (whatever its date), so a
+    # till syncing an older receipt late never gives the bonus twice.
     first = any(r.first_purchase for r in rules) and not db.session.scalar(select(exists(
         select(Purchase.id).where(Purchase.customer_id == customer.id,
-                                  Purchase.id != purchase.id,
-                                  Purchase.occurred_at < purchase.occurred_at))))
+                                  Purchase.id != purchase.id))))
     member = Member(multiplier=tier.multiplier if tier else 1, first_purchase=first,
                     birthday=customer.birthday)
     basket = Basket(ctx.store.code, local, exponent(purchase.currency), purchase.total,
