@@ -13,7 +13,11 @@ from crm.db import db
 
 def paginate(stmt: Select[Any], page: int, page_size: int) -> tuple[dict[str, Any], int, dict]:
     total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
-    items = db.session.scalars(stmt.limit(page_size).offset((page - 1) * page_size)).all()
+    window = stmt.limit(page_size).offset((page - 1) * page_size)
+    if len(stmt.column_descriptions) == 1:  # one entity or column: the objects
+        items: Any = db.session.scalars(window).all()
+    else:  # several columns: a mapping per row
+        items = db.session.execute(window).mappings().all()
     pages = max(1, -(-total // page_size))
     meta: dict[str, int] = {
         "total": total,

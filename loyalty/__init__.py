@@ -10,12 +10,15 @@ def init_app(app: Flask) -> None:
     from crm.customers import profile_extensions
     from loyalty import models  # noqa: F401  (tables known to migrations)
     from loyalty.cli import loyalty_cli
+    from loyalty.offer_routes import offers_blp, rewards_blp
     from loyalty.points import profile_extension
     from loyalty.routes import points_blp, program_blp, purchases_blp
 
     api.register_blueprint(program_blp, url_prefix="/api/v1/loyalty")
     api.register_blueprint(purchases_blp, url_prefix="/api/v1")
     api.register_blueprint(points_blp, url_prefix="/api/v1/customers")
+    api.register_blueprint(offers_blp, url_prefix="/api/v1")
+    api.register_blueprint(rewards_blp, url_prefix="/api/v1")
     app.cli.add_command(loyalty_cli)
     if profile_extension not in profile_extensions:
         profile_extensions.append(profile_extension)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -263,3 +263,95 @@ class PurchaseReturn(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     applied_at: Mapped[datetime | None]
     note: Mapped[str | None] = mapped_column(Text)
+
+
+OFFER_KINDS = ("percent", "amount", "free_item", "points_multiplier", "bonus_points")
+
+
+class Offer(db.Model):
+    """What a coupon gives. ``valid_from``/``valid_to`` are days in the store's time
+    zone, both included. ``uses``/``spent`` count redemptions and discount given, kept
+    by conditional updates so that limits and budget hold under concurrent tills."""
+
+    __tablename__ = "offers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(20))
+    value: Mapped[Decimal] = mapped_column(DecimalText)
+    currency: Mapped[str] = mapped_column(String(3))
+    min_spend: Mapped[int | None]
+    skus: Mapped[list[str]] = mapped_column(JSON, default=list)
+    categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    valid_from: Mapped[date | None]
+    valid_to: Mapped[date | None]
+    per_customer_limit: Mapped[int | None]
+    total_limit: Mapped[int | None]
+    budget: Mapped[int | None]
+    stackable: Mapped[bool] = mapped_column(default=False)
+    active: Mapped[bool] = mapped_column(default=True)
+    uses: Mapped[int] = mapped_column(default=0)
+    spent: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Coupon(db.Model):
+    """A code for an offer: one of a printed batch, or personal to one customer."""
+
+    __tablename__ = "coupons"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id"), index=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    batch: Mapped[str | None] = mapped_column(String(32), index=True)
+    customer_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("customers.id"),
+                                                    index=True)
+    max_uses: Mapped[int] = mapped_column(default=1)
+    uses: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CouponRedemption(db.Model):
+    """A coupon used in a purchase; ``reversed_at`` when a full return gave it back."""
+
+    __tablename__ = "coupon_redemptions"
+    __table_args__ = (Index("ix_coupon_redemptions_offer_customer", "offer_id",
+                            "customer_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    coupon_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("coupons.id"), index=True)
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id"))
+    purchase_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("purchases.id"),
+                                             index=True)
+    customer_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("customers.id"))
+    discount: Mapped[int] = mapped_column(default=0)
+    bonus_points: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    reversed_at: Mapped[datetime | None]
+
+
+class Reward(db.Model):
+    """A catalogue item bought with points; a claim issues a coupon for ``offer_id``."""
+
+    __tablename__ = "rewards"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    points_cost: Mapped[int]
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id"))
+    stock: Mapped[int | None]
+    per_customer_limit: Mapped[int | None]
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RewardClaim(db.Model):
+    __tablename__ = "reward_claims"
+    __table_args__ = (Index("ix_reward_claims_reward_customer", "reward_id", "customer_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    reward_id: Mapped[int] = mapped_column(ForeignKey("rewards.id"))
+    customer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("customers.id"))
+    coupon_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("coupons.id"))
+    points: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -27,7 +27,7 @@ from crm.db import db, insert_ignoring_conflicts, utcnow
 from crm.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from crm.models import ApiKey, Customer, Store
 from crm.money import InvalidAmount, exponent, to_amount, to_minor
-from loyalty import ledger, settings, tiers
+from loyalty import coupons, ledger, settings, tiers
 from loyalty.earning import Basket, Line, Member, points_for, to_points
 from loyalty.models import (
     Account,
@@ -174,8 +174,9 @@ def _cap_left(rules: list[EarningRule], customer_id: int, local: datetime) -> di
 
 
 def _award(purchase: Purchase, customer: Customer, account: Account, lines: list[Line],
-           ctx: Context) -> None:
-    """Earn the purchase's points for its member: base times tier, plus rules."""
+           ctx: Context, checks: list[coupons.Check] = ()) -> None:
+    """Earn the purchase's points for its member: base times tier, plus rules, plus
+    what its points coupons add (a lot of their own, cause "coupon")."""
     local = purchase.occurred_at.astimezone(ZoneInfo(ctx.store.timezone))
     rules = ctx.rules
     tier = next((t for t in ctx.tiers if t.id == account.tier_id), None)
@@ -197,8 +198,12 @@ def _award(purchase: Purchase, customer: Customer, account: Account, lines: list
                                  purchase_id=purchase.id, points=points,
                                  occurred_at=purchase.occurred_at)
                        for rid, points in earned.awards.items())
-    purchase.points_earned = earned.total
-    purchase.points_pending = earned.total if lot is not None and not lot.released else 0
+    bonus = coupons.bonus_points(list(checks), earned.base)
+    ledger.earn(account, ctx.program, bonus, cause="coupon", occurred_at=purchase.occurred_at,
+                purchase_id=purchase.id, actor=ctx.actor)
+    purchase.points_earned = earned.total + bonus
+    purchase.points_pending = purchase.points_earned if lot is not None and not lot.released \
+        else 0
 
 
 def _redeem(purchase: Purchase, account: Account, points: int, ctx: Context) -> None:
@@ -206,15 +211,59 @@ def _redeem(purchase: Purchase, account: Account, points: int, ctx: Context) -> 
     points' value, rounded down, and at most the total; the last point may cover a
     fraction of a cent so that whole-point rounding never blocks paying the rest."""
     value = Fraction(ctx.program.point_value) * 10 ** exponent(purchase.currency)
-    worth = -(-purchase.total // value) if value else 0  # ceil
+    left = purchase.total - purchase.discount  # after coupons
+    worth = -(-left // value) if value else 0  # ceil
     if points > worth:
         raise Invalid(f"This purchase is worth at most {int(worth)} points.",
                       errors={"redeem_points": [f"At most {int(worth)} for this purchase."]})
     ledger.spend(account, ctx.program, points, kind="redeem", cause="purchase",
                  purchase_id=purchase.id, actor=ctx.actor, occurred_at=purchase.occurred_at)
     purchase.points_redeemed = points
-    purchase.discount = min(int(points * value), purchase.total)
+    purchase.discount += min(int(points * value), left)
     purchase.paid = purchase.total - purchase.discount
+
+
+def _local_day(at: datetime, store: Store) -> date:
+    return at.astimezone(ZoneInfo(store.timezone)).date()
+
+
+def _use_coupons(purchase: Purchase, codes: list[str], lines: list[Line],
+                 customer: Customer | None, store: Store) -> list[coupons.Check]:
+    """Check the purchase's coupon codes (the member's account is locked already) and
+    take their discount off what is paid; 422 naming each code that does not apply."""
+    if not codes:
+        return []
+    checks = coupons.check_codes(codes, total=purchase.total, lines=lines,
+                                 currency=purchase.currency,
+                                 customer_id=customer.id if customer else None,
+                                 today=_local_day(purchase.occurred_at, store))
+    error = coupons.refused(checks)
+    if error:
+        raise error
+    purchase.discount = min(sum(c.discount for c in checks), purchase.total)
+    purchase.paid = purchase.total - purchase.discount
+    purchase.coupons_applied = coupons.applied(checks, purchase.currency)
+    return checks
+
+
+def validate_coupon(data: dict[str, Any], key: ApiKey) -> dict[str, Any]:
+    """Would this code apply to this basket (with these other codes), and how much
+    would it take off? Reads only."""
+    store = store_for(key, data.get("store_code"))
+    basket = data["basket"]
+    currency = basket.get("currency") or store.currency
+    total = _money(basket["total"], currency, "basket.total")
+    lines = _lines(basket["lines"], currency)
+    customer = find_customer(data["customer"]) if data.get("customer") else None
+    checks = coupons.check_codes([data["code"], *data.get("with_codes", [])], total=total,
+                                 lines=lines, currency=currency,
+                                 customer_id=customer.id if customer else None,
+                                 today=_local_day(utcnow(), store))
+    check = checks[0]
+    return {"code": check.code, "valid": check.valid, "reason": check.reason,
+            "message": check.message, "discount": to_amount(check.discount, currency),
+            "offer": {"id": check.offer.id, "name": check.offer.name,
+                      "kind": check.offer.kind} if check.offer else None}
 
 
 def _finish(purchase: Purchase, account: Account | None, ctx: Context) -> None:
@@ -258,10 +307,12 @@ def record_purchase(data: dict[str, Any], key: ApiKey) -> tuple[dict[str, Any], 
                                     unit_price=line.unit_price, amount=line.amount,
                                     earns=line.earns) for line in lines)
     account = ledger.lock_account(customer.id) if customer else None
+    checks = _use_coupons(purchase, data.get("coupon_codes") or [], lines, customer, store)
     if customer is not None:
         if redeem:
             _redeem(purchase, account, redeem, ctx)
-        _award(purchase, customer, account, lines, ctx)
+        _award(purchase, customer, account, lines, ctx, checks)
+    coupons.redeem(checks, purchase.id, purchase.customer_id)
     _apply_held_returns(held, purchase, ctx)
     _finish(purchase, account, ctx)
     signals.purchase_recorded.send(current_app._get_current_object(), purchase=purchase)
@@ -409,6 +460,8 @@ def _apply_return(ret: PurchaseReturn, purchase: Purchase, ctx: Context) -> None
         ret.points_reversed, ret.points_uncollected = done.reversed, done.uncollected
         ret.points_restored = max(give, 0)
         ret.balance_after = account.balance
+    if fraction == 1:
+        coupons.give_back(purchase.id, _local_day(utcnow(), ctx.store))
     signals.purchase_returned.send(current_app._get_current_object(), purchase=purchase,
                                    purchase_return=ret, full=fraction == 1)
 

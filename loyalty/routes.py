@@ -13,6 +13,7 @@ from crm.idempotency import idempotent_write
 from crm.pagination import paginate
 from crm.schemas import PageArgs
 from loyalty import points, purchases, settings
+from loyalty.offer_routes import guessing
 from loyalty.purchases import actor_of
 from loyalty.schemas import (
     AdjustmentInSchema,
@@ -123,6 +124,7 @@ class EarningRuleById(MethodView):
 @purchases_blp.route("/purchases")
 class Purchases(MethodView):
     @require("pos", "shop")
+    @guessing
     @purchases_blp.arguments(PurchaseInSchema)
     @purchases_blp.response(201, PurchaseSchema)
     @purchases_blp.alt_response(200, schema=PurchaseSchema,

@@ -8,8 +8,16 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, post_dump, validate, validates_schema
 
 from crm.money import to_amount
-from crm.schemas import Amount, CustomerRefSchema, DecimalString, Text, _currency, page_of
-from loyalty.models import CAP_PERIODS, ROUNDING
+from crm.schemas import (
+    Amount,
+    CustomerRefSchema,
+    DecimalString,
+    PageArgs,
+    Text,
+    _currency,
+    page_of,
+)
+from loyalty.models import CAP_PERIODS, OFFER_KINDS, ROUNDING
 
 MAX_POINTS = 1_000_000_000
 RECEIPT = validate.Regexp(r"^[\x21-\x7e]{1,64}$",
@@ -110,6 +118,8 @@ class PurchaseInSchema(Schema):
                         validate=validate.Length(1, 1000))
     redeem_points = fields.Integer(strict=True, load_default=0,
                                    validate=validate.Range(0, MAX_POINTS))
+    coupon_codes = fields.List(fields.String(validate=validate.Length(1, 40)),
+                               load_default=list, validate=validate.Length(max=10))
 
 
 class PurchaseSchema(Schema):
@@ -233,3 +243,169 @@ class AdjustmentSchema(Schema):
 TierPageSchema = page_of(TierSchema, "TierPage")
 EarningRulePageSchema = page_of(EarningRuleSchema, "EarningRulePage")
 LedgerPageSchema = page_of(LedgerEntrySchema, "LedgerPage")
+
+
+class OfferSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    name = Text(required=True, validate=validate.Length(1, 100))
+    kind = fields.String(required=True, validate=validate.OneOf(OFFER_KINDS))
+    value = DecimalString(required=True, maximum="1000000000", metadata={
+        "description": "percent: 10 for 10%; amount: money off; free_item: how many "
+        "items (the cheapest eligible); points_multiplier: 2; bonus_points: points."})
+    currency = fields.String(validate=_currency,
+                             metadata={"description": "Default: the program's."})
+    min_spend = Amount(allow_none=True)
+    skus = fields.List(fields.String(validate=validate.Length(1, 64)), load_default=list)
+    categories = fields.List(fields.String(validate=validate.Length(1, 64)),
+                             load_default=list)
+    valid_from = fields.Date(allow_none=True, metadata={
+        "description": "First day, in the store's time zone."})
+    valid_to = fields.Date(allow_none=True, metadata={
+        "description": "Last day (included), in the store's time zone."})
+    per_customer_limit = fields.Integer(strict=True, allow_none=True,
+                                        validate=validate.Range(1, 1_000_000))
+    total_limit = fields.Integer(strict=True, allow_none=True,
+                                 validate=validate.Range(1, 1_000_000_000))
+    budget = Amount(allow_none=True, metadata={"description": "Cap on all discount given."})
+    stackable = fields.Boolean(load_default=False)
+    active = fields.Boolean(load_default=True)
+    uses = fields.Integer(dump_only=True)
+    spent = fields.String(dump_only=True)
+
+    @post_dump(pass_original=True)
+    def _money(self, data: dict[str, Any], offer: Any, **kwargs: Any) -> dict[str, Any]:
+        for name in ("min_spend", "budget", "spent"):
+            value = getattr(offer, name)
+            data[name] = None if value is None else to_amount(value, offer.currency)
+        return data
+
+
+class CouponRequestSchema(Schema):
+    count = fields.Integer(strict=True, validate=validate.Range(1, 100_000))
+    prefix = fields.String(load_default="", validate=validate.Regexp(
+        r"^[A-Z0-9]{0,10}-?$", error="Up to 10 capital letters or digits, and a dash."))
+    length = fields.Integer(strict=True, load_default=10, validate=validate.Range(6, 20))
+    customer_id = fields.Integer(strict=True, validate=validate.Range(1, 2**63 - 1))
+
+    @validates_schema
+    def _one(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if ("count" in data) == ("customer_id" in data):
+            raise ValidationError("Give count (a batch) or customer_id (one personal coupon).")
+
+
+class CouponBatchSchema(Schema):
+    offer_id = fields.Integer()
+    batch = fields.String()
+    count = fields.Integer()
+    codes = fields.List(fields.String(), metadata={
+        "description": "The codes, when at most 1000; else list them by batch."})
+
+
+class CouponSchema(Schema):
+    code = fields.String()
+    offer_id = fields.Integer()
+    batch = fields.String(allow_none=True)
+    customer_id = fields.Integer(allow_none=True)
+    uses = fields.Integer()
+    max_uses = fields.Integer()
+    state = fields.Function(lambda c: "used" if c.uses >= c.max_uses else "active")
+    created_at = fields.AwareDateTime()
+
+
+class CouponQuerySchema(PageArgs):
+    batch = fields.String(validate=validate.Length(1, 32))
+    format = fields.String(load_default="json", validate=validate.OneOf(("json", "csv")))
+
+
+class BasketSchema(Schema):
+    total = Amount(required=True)
+    currency = fields.String(validate=_currency)
+    lines = fields.List(fields.Nested(LineSchema), required=True,
+                        validate=validate.Length(1, 1000))
+
+
+class ValidateCouponSchema(Schema):
+    code = fields.String(required=True, validate=validate.Length(1, 40))
+    with_codes = fields.List(fields.String(validate=validate.Length(1, 40)),
+                             load_default=list, validate=validate.Length(max=10),
+                             metadata={"description": "Other codes used in the same basket."})
+    store_code = fields.String(validate=validate.Length(1, 32))
+    customer = fields.Nested(CustomerRefSchema)
+    basket = fields.Nested(BasketSchema, required=True)
+
+
+class OfferBriefSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    kind = fields.String()
+
+
+class CouponVerdictSchema(Schema):
+    code = fields.String()
+    valid = fields.Boolean()
+    reason = fields.String(allow_none=True, metadata={"description": ", ".join(
+        ("not_found", "inactive", "not_yet_valid", "expired", "customer_required",
+         "wrong_customer", "used", "limit_reached", "customer_limit_reached",
+         "budget_exhausted", "wrong_currency", "min_spend", "no_eligible_items",
+         "not_combinable", "duplicate"))})
+    message = fields.String(allow_none=True)
+    discount = fields.String()
+    offer = fields.Nested(OfferBriefSchema, allow_none=True)
+
+
+class MemberCouponSchema(Schema):
+    code = fields.String()
+    offer = fields.Nested(OfferSchema)
+
+
+class RewardSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    name = Text(required=True, validate=validate.Length(1, 100))
+    points_cost = fields.Integer(strict=True, required=True,
+                                 validate=validate.Range(1, MAX_POINTS))
+    offer_id = fields.Integer(strict=True, required=True)
+    stock = fields.Integer(strict=True, allow_none=True, validate=validate.Range(0, 10**9))
+    per_customer_limit = fields.Integer(strict=True, allow_none=True,
+                                        validate=validate.Range(1, 10**6))
+    active = fields.Boolean(load_default=True)
+
+
+class RewardClaimInSchema(Schema):
+    customer_id = fields.Integer(strict=True, required=True,
+                                 validate=validate.Range(1, 2**63 - 1))
+
+
+class RewardClaimSchema(Schema):
+    id = fields.Integer()
+    reward_id = fields.Integer()
+    customer_id = fields.Integer()
+    points = fields.Integer()
+    coupon_code = fields.String()
+    offer_id = fields.Integer()
+    balance = fields.Integer()
+
+
+class WithinDaysSchema(PageArgs):
+    within_days = fields.Integer(load_default=30, validate=validate.Range(0, 3650))
+
+
+class ExpiringPointsSchema(Schema):
+    customer_id = fields.Integer()
+    points = fields.Integer()
+    first_expiry = fields.AwareDateTime()
+
+
+class ExpiringCouponSchema(Schema):
+    customer_id = fields.Integer()
+    code = fields.String()
+    offer_id = fields.Integer()
+    offer_name = fields.String()
+    valid_to = fields.Date()
+
+
+OfferPageSchema = page_of(OfferSchema, "OfferPage")
+CouponPageSchema = page_of(CouponSchema, "CouponPage")
+MemberCouponPageSchema = page_of(MemberCouponSchema, "MemberCouponPage")
+RewardPageSchema = page_of(RewardSchema, "RewardPage")
+ExpiringPointsPageSchema = page_of(ExpiringPointsSchema, "ExpiringPointsPage")
+ExpiringCouponPageSchema = page_of(ExpiringCouponSchema, "ExpiringCouponPage")

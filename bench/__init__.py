@@ -1,0 +1,1 @@
+"""Benchmarks (`python -m bench.pos`); see the README's Benchmarks section."""

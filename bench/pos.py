@@ -1,0 +1,405 @@
+"""Till throughput: `POST /api/v1/purchases` under load, against the floor.
+
+    .venv/bin/python -m bench.pos [--db sqlite|postgres|both] [--seconds 10]
+                                  [--connections 16] [--members 2000] [--smoke]
+
+For each database (SQLite; PostgreSQL on 127.0.0.1:5432 as user postgres) it makes a
+fresh instance folder or database, runs the migrations, adds a store, a pos key and
+MEMBERS members with points (bench/seed.py), starts the app under gunicorn with 2 workers
+(the repository's gunicorn.conf.py) on a free port, and drives `POST /api/v1/purchases`
+with wrk (bench/purchases.lua: a new receipt per request, one line, a random member, one
+in five redeeming 50 points) over CONNECTIONS connections for SECONDS seconds, after a
+short warm-up. Then it does the same against bench/bare_app.py — bare Flask with plain
+sqlite3 or psycopg, one INSERT and one UPDATE per request, same gunicorn, same settings,
+same bodies — and runs `flask loyalty verify` on the app's database.
+
+It prints requests/s, p50 and p99 of both, their ratio, and whether the targets (at
+least half the bare throughput, p99 under 25 ms) are met; it reports, it asserts no
+timing. Exit status: 0 when every request worked (2xx; a 409 "not enough points" is
+counted apart and allowed), every purchase answered is in the database and the ledger
+verifies; 1 otherwise; 2 when wrk or PostgreSQL is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench.bare_app import init_db
+
+REPO = Path(__file__).resolve().parent.parent
+LUA = Path(__file__).resolve().parent / "purchases.lua"
+PG_HOST = "postgres@127.0.0.1:5432"
+PG_ADMIN = f"postgresql://{PG_HOST}/postgres"
+WORKERS = 2
+POINTS = 100_000  # per member: redemptions (50 points) never run out
+REDEEM_EVERY = 5
+TARGET_RATIO = 0.5
+TARGET_P99_MS = 25.0
+
+
+@dataclass
+class Load:
+    """What wrk measured (bench/purchases.lua's BENCH line)."""
+
+    values: dict[str, float]
+    stderr: str = ""
+
+    def __getattr__(self, name: str) -> float:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def socket_errors(self) -> int:
+        return int(self.connect_err + self.read_err + self.write_err + self.timeouts)
+
+    @property
+    def failures(self) -> int:
+        """Requests that did not work, apart from 409s."""
+        return int(self.s4xx + self.s5xx + self.sother) + self.socket_errors
+
+
+@dataclass
+class Run:
+    server: str  # "app" or "bare"
+    load: Load
+    warmup_2xx: int
+    rows: int  # purchases in the database afterwards
+    log_errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DbResult:
+    db: str
+    app: Run | None = None
+    bare: Run | None = None
+    verify_rc: int | None = None
+    verify_output: str = ""
+    problems: list[str] = field(default_factory=list)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- processes -------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    url = f"http://127.0.0.1:{port}/healthz"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {proc.returncode} before answering")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def start_gunicorn(wsgi: str, env: dict[str, str], port: int, tmp: Path,
+                   name: str) -> tuple[subprocess.Popen[bytes], Path]:
+    metrics = tmp / f"metrics-{name}"
+    metrics.mkdir()
+    env = {**env, "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(WORKERS),
+           "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+    log_path = tmp / f"gunicorn-{name}.log"
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", wsgi],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_healthy(port, proc)
+    except BaseException:
+        stop(proc)
+        log(log_path.read_text(errors="replace")[-3000:])
+        raise
+    return proc, log_path
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_wrk(port: int, seconds: int, args: argparse.Namespace, key: str,
+            tag: str) -> Load:
+    occurred_at = (datetime.now(UTC) - timedelta(minutes=1)).replace(microsecond=0)
+    cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s",
+           "--timeout", "10s", "-s", str(LUA), f"http://127.0.0.1:{port}/api/v1/purchases",
+           "--", str(args.members), key, occurred_at.isoformat(), tag, str(REDEEM_EVERY)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH ")), None)
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    values = {k: float(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
+    return Load(values, done.stderr.strip())
+
+
+def error_lines(log_path: Path) -> list[str]:
+    """Warnings and errors the server logged (LOG_LEVEL=WARNING: nothing per request)."""
+    lines = log_path.read_text(errors="replace").splitlines()
+    return [ln for ln in lines
+            if re.search(r'"level": "(warning|error|critical)"|Traceback|\[ERROR\]|'
+                         r'WORKER TIMEOUT|Exception', ln)]
+
+
+def flask(env: dict[str, str], *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "flask", *argv], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"flask {' '.join(argv)} failed:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+# --- databases -------------------------------------------------------------------------
+
+
+def pg_admin(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(sql)
+
+
+def count_rows(target: str, table: str) -> int:
+    if target.startswith("postgresql"):
+        import psycopg
+
+        with psycopg.connect(target.replace("+psycopg", "")) as conn:
+            return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    with sqlite3.connect(target.removeprefix("sqlite:///")) as conn:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def drive(name: str, wsgi: str, env: dict[str, str], tmp: Path, key: str, db_target: str,
+          args: argparse.Namespace, tag: str) -> Run:
+    port = free_port()
+    log(f"  {name}: gunicorn {wsgi} ({WORKERS} workers) on :{port}")
+    proc, log_path = start_gunicorn(wsgi, env, port, tmp, name)
+    try:
+        warm_2xx = 0
+        if args.warmup:
+            log(f"  {name}: warm-up {args.warmup} s")
+            warm = run_wrk(port, args.warmup, args, key, f"{tag}w")
+            warm_2xx = int(warm.s2xx)
+        log(f"  {name}: load {args.seconds} s, {args.connections} connections")
+        load = run_wrk(port, args.seconds, args, key, tag)
+    finally:
+        stop(proc)
+    return Run(name, load, warm_2xx, count_rows(db_target, "purchases"),
+               error_lines(log_path))
+
+
+def run_db(kind: str, args: argparse.Namespace) -> DbResult:
+    result = DbResult(kind)
+    tmp = Path(tempfile.mkdtemp(prefix=f"crm-bench-{kind}-"))
+    dbs: list[str] = []
+    try:
+        if kind == "sqlite":
+            app_url = f"sqlite:///{tmp / 'crm.db'}"
+            bare_target = str(tmp / "bare.db")
+        else:
+            name = f"crm_bench_{os.getpid()}"
+            for db in (name, f"{name}_bare"):
+                pg_admin(f"CREATE DATABASE {db}")
+                dbs.append(db)
+            app_url = f"postgresql+psycopg://{PG_HOST}/{name}"
+            bare_target = f"postgresql://{PG_HOST}/{name}_bare"
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("PROMETHEUS_MULTIPROC_DIR", "BARE_DATABASE")}
+        env.update({"FLASK_APP": "wsgi", "DATABASE_URL": app_url,
+                    "INSTANCE_PATH": str(tmp / "instance"), "LOG_LEVEL": "WARNING",
+                    "RATELIMIT_DEFAULT": "1000000 per minute", "PYTHONUNBUFFERED": "1"})
+
+        started = time.monotonic()
+        log(f"[{kind}] fresh database, migrations")
+        flask(env, "db", "upgrade")
+        log(f"[{kind}] {args.members} members with {POINTS} points each")
+        seeded = json.loads(subprocess.run(
+            [sys.executable, "-m", "bench.seed", str(args.members), str(POINTS)],
+            cwd=REPO, env=env, capture_output=True, text=True, check=True,
+            timeout=600).stdout.strip().splitlines()[-1])
+        if (seeded["first_id"], seeded["last_id"]) != (1, args.members):
+            raise RuntimeError(f"members are not ids 1..{args.members}: {seeded}")
+        init_db(bare_target, args.members, POINTS)
+        log(f"[{kind}] set up in {time.monotonic() - started:.1f} s")
+
+        tag = f"{kind[:2]}{os.getpid()}"
+        result.app = drive("app", "wsgi:app", env, tmp, seeded["pos_key"], app_url, args,
+                           f"a{tag}")
+        result.bare = drive("bare", "bench.bare_app:app", {**env, "BARE_DATABASE": bare_target},
+                            tmp, seeded["pos_key"], bare_target, args, f"b{tag}")
+
+        log(f"[{kind}] flask loyalty verify")
+        verified = flask(env, "loyalty", "verify", check=False)
+        result.verify_rc = verified.returncode
+        result.verify_output = (verified.stdout + verified.stderr).strip()
+    except Exception as e:  # report what broke, carry on with the other database
+        result.problems.append(f"{type(e).__name__}: {e}")
+    finally:
+        if args.keep:
+            log(f"[{kind}] kept {tmp}" + (f" and databases {', '.join(dbs)}" if dbs else ""))
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+            for db in dbs:
+                try:
+                    pg_admin(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+                except Exception as e:
+                    log(f"[{kind}] could not drop {db}: {e}")
+    check(result, args.connections)
+    return result
+
+
+def check(result: DbResult, connections: int) -> None:
+    """Everything that is not a figure: failed requests, lost or extra rows, the ledger."""
+    for run in (result.app, result.bare):
+        if run is None:
+            continue
+        load = run.load
+        if load.s2xx == 0:
+            result.problems.append(f"{run.server}: no request succeeded")
+        if load.failures:
+            result.problems.append(
+                f"{run.server}: {load.failures} failed requests (4xx other than 409: "
+                f"{load.s4xx:.0f}, 5xx: {load.s5xx:.0f}, other: {load.sother:.0f}, socket "
+                f"errors: {load.socket_errors})")
+        if run.server == "bare" and load.s409:
+            result.problems.append(f"bare: {load.s409:.0f} 409 answers")
+        # wrk stops counting at its deadline: requests in flight then (at most one per
+        # connection, per wrk run) are written but not counted.
+        answered = run.warmup_2xx + int(load.s2xx)
+        in_flight = connections * (2 if run.warmup_2xx else 1)
+        if not answered <= run.rows <= answered + in_flight:
+            result.problems.append(f"{run.server}: {run.rows} purchases in the database but "
+                                   f"{answered} answered 2xx (and at most {in_flight} in "
+                                   "flight when wrk stopped)")
+        if run.log_errors:
+            result.problems.append(f"{run.server}: {len(run.log_errors)} warning/error lines "
+                                   f"in the server log, e.g. {run.log_errors[0][:300]}")
+    if result.app is not None and result.verify_rc != 0:
+        result.problems.append(f"flask loyalty verify exited {result.verify_rc}")
+
+
+# --- report ----------------------------------------------------------------------------
+
+
+def report(results: list[DbResult], args: argparse.Namespace) -> None:
+    print()
+    print(f"POST /api/v1/purchases: gunicorn {WORKERS} sync workers, wrk {args.threads} "
+          f"threads / {args.connections} connections, {args.seconds} s after {args.warmup} s "
+          f"warm-up, {args.members} members, 1 in {REDEEM_EVERY} redeeming 50 points; "
+          f"{os.cpu_count()} CPUs (wrk and the database share them)")
+    print()
+    head = (f"{'db':<9}{'server':<7}{'req/s':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}"
+            f"{'max ms':>9}{'requests':>10}{'non-2xx':>9}{'409':>6}{'sock err':>9}")
+    print(head)
+    print("-" * len(head))
+    for r in results:
+        for run in (r.app, r.bare):
+            if run is None:
+                continue
+            x = run.load
+            print(f"{r.db:<9}{run.server:<7}{x.rps:>9.1f}{x.p50_ms:>9.2f}{x.p90_ms:>9.2f}"
+                  f"{x.p99_ms:>9.2f}{x.max_ms:>9.2f}{x.requests:>10.0f}"
+                  f"{x.requests - x.s2xx:>9.0f}{x.s409:>6.0f}{x.socket_errors:>9}")
+    print()
+    print(f"Targets: app/bare throughput >= {TARGET_RATIO}, app p99 < {TARGET_P99_MS:.0f} ms")
+    for r in results:
+        if r.app is None or r.bare is None:
+            print(f"  {r.db}: no figures")
+            continue
+        ratio = r.app.load.rps / r.bare.load.rps if r.bare.load.rps else 0.0
+        p99 = r.app.load.p99_ms
+        print(f"  {r.db:<9} ratio {ratio:.2f} ({'met' if ratio >= TARGET_RATIO else 'NOT met'})"
+              f"   app p99 {p99:.2f} ms ({'met' if p99 < TARGET_P99_MS else 'NOT met'})")
+    print()
+    for r in results:
+        if r.verify_output:
+            print(f"flask loyalty verify ({r.db}, exit {r.verify_rc}):")
+            print("  " + "\n  ".join(r.verify_output.splitlines()[-10:]))
+        for run in (r.app, r.bare):
+            if run is not None:
+                print(f"{r.db} {run.server}: {run.rows} purchases in the database; "
+                      f"{run.warmup_2xx} + {run.load.s2xx:.0f} answered 2xx (warm-up + load; "
+                      "requests in flight when wrk stops are not counted)")
+            if run is not None and run.load.stderr:
+                print(f"{r.db} {run.server}: first failures seen by wrk:")
+                print("  " + "\n  ".join(run.load.stderr.splitlines()[:6]))
+    print()
+    problems = [f"{r.db}: {p}" for r in results for p in r.problems]
+    print("Problems:" if problems else "No failed requests; ledger verified.")
+    for p in problems:
+        print(f"  {p}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.pos", description=__doc__.split(
+        "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument("--seconds", type=int, default=None, help="load per server (10)")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
+    parser.add_argument("--members", type=int, default=None, help="(2000)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="seconds of load before measuring (2; 1 with --smoke)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a short run with few members, to check it all works (CI)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the temporary folder and databases")
+    args = parser.parse_args(argv)
+    smoke = {"seconds": 2, "members": 50, "warmup": 1}
+    full = {"seconds": 10, "members": 2000, "warmup": 2}
+    for name, value in (smoke if args.smoke else full).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+
+    if shutil.which("wrk") is None:
+        log("wrk is not installed: apt-get update && apt-get install -y wrk")
+        return 2
+    kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    if "postgres" in kinds:
+        try:
+            pg_admin("SELECT 1")
+        except Exception as e:
+            log(f"PostgreSQL does not answer at {PG_ADMIN} ({e}); start it, or --db sqlite")
+            return 2
+
+    results = [run_db(kind, args) for kind in kinds]
+    report(results, args)
+    return 1 if any(r.problems for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

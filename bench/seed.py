@@ -1,0 +1,52 @@
+"""Fill a freshly migrated database for bench/pos.py: one store (B1, EUR), the program in
+EUR, a pos key for B1, and MEMBERS customers (ids 1..MEMBERS) holding POINTS points each,
+given through the ledger (as an administrator's adjustment) so that `flask loyalty
+verify` holds. Configured by the app's environment (DATABASE_URL, INSTANCE_PATH).
+
+    python -m bench.seed MEMBERS POINTS     # prints {"pos_key": ..., "members": ...}
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from sqlalchemy import insert, select
+
+from crm import create_app, keys, stores
+from crm.db import db, utcnow
+from crm.models import Customer, CustomerIdentifier
+from loyalty import ledger, settings
+
+BATCH = 500
+
+
+def seed(members: int, points: int) -> dict[str, object]:
+    app = create_app()
+    with app.app_context():
+        stores.create_store({"code": "B1", "name": "Bench", "timezone": "Europe/Paris",
+                             "channel": "store", "currency": "EUR"})
+        program = settings.update_program({"currency": "EUR"})
+        _, pos_key = keys.create_key("bench till", ["pos"], "B1")
+        now = utcnow()
+        db.session.execute(insert(Customer), [
+            {"first_name": f"Member{i}", "created_at": now, "updated_at": now}
+            for i in range(1, members + 1)])
+        ids = list(db.session.scalars(select(Customer.id).order_by(Customer.id)))
+        db.session.execute(insert(CustomerIdentifier), [
+            {"customer_id": cid, "kind": "email", "value": f"member{cid}@bench.example",
+             "created_at": now} for cid in ids])
+        for n, cid in enumerate(ids, 1):
+            ledger.adjust(ledger.lock_account(cid), program, points, reason="bench",
+                          actor="bench")
+            if n % BATCH == 0:
+                db.session.flush()
+        db.session.commit()
+        first, last = ids[0], ids[-1]
+        db.session.remove()
+        db.engine.dispose()
+    return {"pos_key": pos_key, "members": len(ids), "first_id": first, "last_id": last}
+
+
+if __name__ == "__main__":
+    print(json.dumps(seed(int(sys.argv[1]), int(sys.argv[2]))))

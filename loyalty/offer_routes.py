@@ -1,0 +1,214 @@
+"""HTTP endpoints for offers, coupons and rewards."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Response, current_app, stream_with_context
+from flask.views import MethodView
+
+from crm.api import Blueprint
+from crm.auth import current_key, require
+from crm.customers import get_customer
+from crm.db import db, utcnow
+from crm.idempotency import idempotent_write
+from crm.limits import limiter
+from crm.pagination import paginate
+from crm.schemas import PageArgs
+from loyalty import coupons, purchases, rewards
+from loyalty.purchases import actor_of
+from loyalty.schemas import (
+    CouponBatchSchema,
+    CouponPageSchema,
+    CouponQuerySchema,
+    CouponRequestSchema,
+    CouponVerdictSchema,
+    ExpiringCouponPageSchema,
+    ExpiringPointsPageSchema,
+    MemberCouponPageSchema,
+    OfferPageSchema,
+    OfferSchema,
+    RewardClaimInSchema,
+    RewardClaimSchema,
+    RewardPageSchema,
+    RewardSchema,
+    ValidateCouponSchema,
+    WithinDaysSchema,
+)
+
+offers_blp = Blueprint("offers", __name__, description="Offers and their coupons")
+rewards_blp = Blueprint("rewards", __name__, description="Rewards bought with points")
+
+
+def _guessed_a_code(response: Response) -> bool:
+    """Counts against the guessing limit: an answer naming a code that does not exist."""
+    body = response.get_json(silent=True) or {}
+    return "not_found" in {body.get("reason"), *(body.get("coupon_reasons") or {}).values()}
+
+
+def _guess_limit() -> str:
+    return current_app.config["COUPON_GUESS_LIMIT"]
+
+
+# Unknown codes cost a caller from one budget, at /coupons/validate and in purchases.
+guessing = limiter.shared_limit(_guess_limit, scope="coupon-guess",
+                                deduct_when=_guessed_a_code)
+
+
+@offers_blp.route("/offers")
+class Offers(MethodView):
+    @require("marketing")
+    @offers_blp.arguments(PageArgs, location="query")
+    @offers_blp.response(200, OfferPageSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        return paginate(coupons.list_offers(), **args)
+
+    @require("marketing")
+    @offers_blp.arguments(OfferSchema)
+    @offers_blp.response(201, OfferSchema)
+    def post(self, data: dict[str, Any]) -> Any:
+        offer = coupons.create_offer(data)
+        db.session.commit()
+        return offer
+
+
+@offers_blp.route("/offers/<id:offer_id>")
+class OfferById(MethodView):
+    @require("marketing")
+    @offers_blp.response(200, OfferSchema)
+    def get(self, offer_id: int) -> Any:
+        return coupons.get_offer(offer_id)
+
+    @require("marketing")
+    @offers_blp.arguments(OfferSchema(partial=True))
+    @offers_blp.response(200, OfferSchema)
+    def patch(self, data: dict[str, Any], offer_id: int) -> Any:
+        offer = coupons.update_offer(offer_id, data)
+        db.session.commit()
+        return offer
+
+
+def _csv(rows: Iterator[Any]) -> Iterator[str]:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["code", "offer_id", "batch", "customer_id", "uses", "max_uses"])
+    for n, c in enumerate(rows, 1):
+        writer.writerow([c.code, c.offer_id, c.batch or "", c.customer_id or "", c.uses,
+                         c.max_uses])
+        if n % 1000 == 0:
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+    yield out.getvalue()
+
+
+@offers_blp.route("/offers/<id:offer_id>/coupons")
+class OfferCoupons(MethodView):
+    @require("marketing")
+    @offers_blp.arguments(CouponQuerySchema, location="query")
+    @offers_blp.response(200, CouponPageSchema)
+    def get(self, args: dict[str, Any], offer_id: int) -> Any:
+        stmt = coupons.coupons_of(offer_id, args.get("batch"))
+        if args["format"] == "csv":
+            rows = db.session.scalars(stmt.execution_options(yield_per=2000))
+            return Response(stream_with_context(_csv(rows)), mimetype="text/csv",
+                            headers={"Content-Disposition":
+                                     f"attachment; filename=offer-{offer_id}-coupons.csv"})
+        return paginate(stmt, args["page"], args["page_size"])
+
+    @require("marketing")
+    @idempotent_write
+    @offers_blp.arguments(CouponRequestSchema)
+    @offers_blp.response(201, CouponBatchSchema)
+    def post(self, data: dict[str, Any], offer_id: int) -> Any:
+        offer = coupons.get_offer(offer_id)
+        if "customer_id" in data:
+            get_customer(data["customer_id"])
+        batch, codes = coupons.issue_codes(offer, data.get("count", 1), prefix=data["prefix"],
+                                           length=data["length"],
+                                           customer_id=data.get("customer_id"))
+        return {"offer_id": offer.id, "batch": batch, "count": len(codes),
+                "codes": codes if len(codes) <= 1000 else []}
+
+
+@offers_blp.route("/coupons/validate")
+class ValidateCoupon(MethodView):
+    @require("pos", "shop")
+    @guessing
+    @offers_blp.arguments(ValidateCouponSchema)
+    @offers_blp.response(200, CouponVerdictSchema)
+    def post(self, data: dict[str, Any]) -> Any:
+        return purchases.validate_coupon(data, current_key())
+
+
+@offers_blp.route("/coupons/expiring")
+class ExpiringCoupons(MethodView):
+    @require("marketing")
+    @offers_blp.arguments(WithinDaysSchema, location="query")
+    @offers_blp.response(200, ExpiringCouponPageSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        stmt = coupons.coupons_expiring(utcnow().date(), args["within_days"])
+        return paginate(stmt, args["page"], args["page_size"])
+
+
+@offers_blp.route("/loyalty/expiring-points")
+class ExpiringPoints(MethodView):
+    @require("marketing")
+    @offers_blp.arguments(WithinDaysSchema, location="query")
+    @offers_blp.response(200, ExpiringPointsPageSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        stmt = coupons.points_expiring(utcnow(), args["within_days"])
+        return paginate(stmt, args["page"], args["page_size"])
+
+
+@offers_blp.route("/customers/<id:customer_id>/coupons")
+class MemberCoupons(MethodView):
+    @require("pos", "shop")
+    @offers_blp.response(200, MemberCouponPageSchema)
+    def get(self, customer_id: int) -> Any:
+        get_customer(customer_id)
+        found = coupons.customer_coupons(customer_id, utcnow().date())
+        return {"items": [{"code": c.code, "offer": o} for c, o in found]}
+
+
+@rewards_blp.route("/rewards")
+class Rewards(MethodView):
+    @require("marketing", "pos", "shop")
+    @rewards_blp.arguments(PageArgs, location="query")
+    @rewards_blp.response(200, RewardPageSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        marketer = bool({"marketing", "admin"} & set(current_key().scope_list))
+        return paginate(rewards.list_rewards(active_only=not marketer), **args)
+
+    @require("marketing")
+    @rewards_blp.arguments(RewardSchema)
+    @rewards_blp.response(201, RewardSchema)
+    def post(self, data: dict[str, Any]) -> Any:
+        reward = rewards.create_reward(data)
+        db.session.commit()
+        return reward
+
+
+@rewards_blp.route("/rewards/<id:reward_id>")
+class RewardById(MethodView):
+    @require("marketing")
+    @rewards_blp.arguments(RewardSchema(partial=True))
+    @rewards_blp.response(200, RewardSchema)
+    def patch(self, data: dict[str, Any], reward_id: int) -> Any:
+        reward = rewards.update_reward(reward_id, data)
+        db.session.commit()
+        return reward
+
+
+@rewards_blp.route("/rewards/<id:reward_id>/claims")
+class RewardClaims(MethodView):
+    @require("pos", "shop")
+    @idempotent_write
+    @rewards_blp.arguments(RewardClaimInSchema)
+    @rewards_blp.response(201, RewardClaimSchema)
+    def post(self, data: dict[str, Any], reward_id: int) -> Any:
+        return rewards.claim(reward_id, data["customer_id"], actor_of(current_key()))
+
