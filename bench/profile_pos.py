@@ -34,6 +34,10 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--sql", action="store_true",
+                        help="also print the SQL statements of one redeeming purchase")
+    parser.add_argument("--no-profile", action="store_true",
+                        help="only time the requests, without cProfile")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="crm-profile-"))
@@ -78,26 +82,43 @@ def main() -> int:
 
         for n in range(50):  # warm-up: imports, caches, compiled statements
             post(-n - 1)
+        statements: list[str] = []
+        with app.app_context():
+            from sqlalchemy import event
+
+            from crm.db import db
+
+            engine = db.engine
+
+        def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+            statements.append(" ".join(statement.split()))
+
+        event.listen(engine, "before_cursor_execute", count)
+        post(-1000)  # a redeeming one (n % 5 == 0)
+        event.remove(engine, "before_cursor_execute", count)
+        print(f"SQL statements for one redeeming purchase: {len(statements)} "
+              "(the COMMIT not counted)")
+        if args.sql:
+            for statement in statements:
+                print(f"  {statement[:160]}")
         profiler = cProfile.Profile()
         started = time.perf_counter()
-        profiler.enable()
+        if not args.no_profile:
+            profiler.enable()
         for n in range(args.requests):
             post(n)
         profiler.disable()
         elapsed = time.perf_counter() - started
-        print(f"{args.requests} purchases on {args.db} through the test client: "
-              f"{elapsed / args.requests * 1000:.2f} ms each under cProfile "
-              "(profiling roughly doubles it)")
-        for order in ("tottime", "cumulative"):
+        print(f"{args.requests} purchases on {args.db} through the test client, one at a "
+              f"time: {elapsed / args.requests * 1000:.2f} ms each"
+              + ("" if args.no_profile else " under cProfile (which slows it down)"))
+        for order in () if args.no_profile else ("tottime", "cumulative"):
             out = io.StringIO()
             stats = pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(order)
             stats.print_stats(args.top)
             print(f"\n=== by {order} ===")
             print(out.getvalue().split("\n\n", 1)[-1])
-        with app.app_context():
-            from crm.db import db
-
-            db.engine.dispose()
+        engine.dispose()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if args.db == "postgres":

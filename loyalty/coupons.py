@@ -243,7 +243,7 @@ def check_codes(codes: list[str], *, total: int, lines: list[Line], currency: st
     wanted = {c.code for c in checks}
     found = {coupon.code: (coupon, offer) for coupon, offer in db.session.execute(
         select(Coupon, Offer).join(Offer, Offer.id == Coupon.offer_id)
-        .where(Coupon.code.in_(wanted))).tuples()}
+        .where(Coupon.code.in_(wanted)))}
     used_by_member: dict[int, int] = {}
     if customer_id is not None and found:
         used_by_member = dict(db.session.execute(
@@ -251,7 +251,7 @@ def check_codes(codes: list[str], *, total: int, lines: list[Line], currency: st
             .where(CouponRedemption.customer_id == customer_id,
                    CouponRedemption.reversed_at.is_(None),
                    CouponRedemption.offer_id.in_({o.id for _, o in found.values()}))
-            .group_by(CouponRedemption.offer_id)))
+            .group_by(CouponRedemption.offer_id)).all())
     seen: set[str] = set()
     for check in checks:
         if check.code in seen:

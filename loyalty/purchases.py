@@ -242,7 +242,6 @@ def _use_coupons(purchase: Purchase, codes: list[str], lines: list[Line],
         raise error
     purchase.discount = min(sum(c.discount for c in checks), purchase.total)
     purchase.paid = purchase.total - purchase.discount
-    purchase.coupons_applied = coupons.applied(checks, purchase.currency)
     return checks
 
 
@@ -313,6 +312,7 @@ def record_purchase(data: dict[str, Any], key: ApiKey) -> tuple[dict[str, Any], 
             _redeem(purchase, account, redeem, ctx)
         _award(purchase, customer, account, lines, ctx, checks)
     coupons.redeem(checks, purchase.id, purchase.customer_id)
+    purchase.coupons_applied = coupons.applied(checks, purchase.currency)
     _apply_held_returns(held, purchase, ctx)
     _finish(purchase, account, ctx)
     signals.purchase_recorded.send(current_app._get_current_object(), purchase=purchase)
