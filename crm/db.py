@@ -131,3 +131,13 @@ def _begin_sqlite(conn: Any) -> None:
 
 def is_sqlite() -> bool:
     return db.engine.dialect.name == "sqlite"
+
+
+def get_or_404(model: type[Any], ident: int, what: str) -> Any:
+    """The row with primary key ``ident``, or a NotFound naming ``what`` it is."""
+    from crm.errors import NotFound
+
+    row = db.session.get(model, ident)
+    if row is None:
+        raise NotFound(f"No {what} has the id {ident}.")
+    return row

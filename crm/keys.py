@@ -12,8 +12,8 @@ import secrets
 
 from sqlalchemy import Select, select
 
-from crm.db import db, utcnow
-from crm.errors import Invalid, NotFound
+from crm.db import db, get_or_404, utcnow
+from crm.errors import Invalid
 from crm.models import SCOPES, ApiKey, Store
 
 _KEY = re.compile(r"^crm_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$")
@@ -75,9 +75,7 @@ def list_keys(include_revoked: bool = False) -> Select[tuple[ApiKey]]:
 
 
 def revoke_key(key_id: int) -> ApiKey:
-    row = db.session.get(ApiKey, key_id)
-    if row is None:
-        raise NotFound(f"No API key has the id {key_id}.")
+    row = get_or_404(ApiKey, key_id, "API key")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
     return row

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
+from typing import Any
 
 from babel.numbers import get_currency_precision
 
@@ -35,3 +36,21 @@ def to_amount(minor: int, currency: str) -> str:
     """1230 EUR -> "12.30"."""
     places = exponent(currency)
     return f"{Decimal(minor).scaleb(-places):.{places}f}"
+
+
+def amounts_to_minor(data: dict[str, Any], currency: str, *names: str) -> dict[str, Any]:
+    """A copy of ``data`` with the named decimal-string amounts in minor units; an
+    Invalid error names every bad one."""
+    from crm.errors import Invalid
+
+    data = dict(data)
+    errors = {}
+    for name in names:
+        if data.get(name) is not None:
+            try:
+                data[name] = to_minor(data[name], currency)
+            except InvalidAmount as e:
+                errors[name] = [str(e)]
+    if errors:
+        raise Invalid("Some amounts are not valid: see errors.", errors=errors)
+    return data

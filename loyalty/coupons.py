@@ -23,9 +23,9 @@ from typing import Any
 
 from sqlalchemy import Select, func, or_, select, update
 
-from crm.db import db, insert_ignoring_conflicts, utcnow
-from crm.errors import Conflict, Invalid, NotFound
-from crm.money import InvalidAmount, exponent, to_amount, to_minor
+from crm.db import db, get_or_404, insert_ignoring_conflicts, utcnow
+from crm.errors import Conflict, Invalid
+from crm.money import amounts_to_minor, exponent, to_amount
 from loyalty import settings
 from loyalty.earning import Line
 from loyalty.models import Coupon, CouponRedemption, Lot, Offer
@@ -60,20 +60,6 @@ def normalize_code(code: str) -> str:
 # --- offers -------------------------------------------------------------------------------
 
 
-def _offer_money(data: dict[str, Any], currency: str) -> dict[str, Any]:
-    data = dict(data)
-    errors = {}
-    for name in ("min_spend", "budget"):
-        if data.get(name) is not None:
-            try:
-                data[name] = to_minor(data[name], currency)
-            except InvalidAmount as e:
-                errors[name] = [str(e)]
-    if errors:
-        raise Invalid("Some amounts are not valid: see errors.", errors=errors)
-    return data
-
-
 def _check_offer(offer: Offer) -> None:
     errors: dict[str, list[str]] = {}
     if offer.kind == "percent" and not 0 < offer.value <= 100:
@@ -95,7 +81,8 @@ def _check_offer(offer: Offer) -> None:
 
 def create_offer(data: dict[str, Any]) -> Offer:
     currency = data.get("currency") or settings.program().currency
-    offer = Offer(**_offer_money({**data, "currency": currency}, currency))
+    offer = Offer(**amounts_to_minor({**data, "currency": currency}, currency,
+                                     "min_spend", "budget"))
     _check_offer(offer)
     db.session.add(offer)
     db.session.flush()
@@ -103,17 +90,15 @@ def create_offer(data: dict[str, Any]) -> Offer:
 
 
 def get_offer(offer_id: int) -> Offer:
-    offer = db.session.get(Offer, offer_id)
-    if offer is None:
-        raise NotFound(f"No offer has the id {offer_id}.")
-    return offer
+    return get_or_404(Offer, offer_id, "offer")
 
 
 def update_offer(offer_id: int, data: dict[str, Any]) -> Offer:
     offer = get_offer(offer_id)
     if "currency" in data and data["currency"] != offer.currency and offer.uses:
         raise Conflict("The offer has been used: its currency cannot change.")
-    for name, value in _offer_money(data, data.get("currency", offer.currency)).items():
+    money = amounts_to_minor(data, data.get("currency", offer.currency), "min_spend", "budget")
+    for name, value in money.items():
         setattr(offer, name, value)
     _check_offer(offer)
     db.session.flush()

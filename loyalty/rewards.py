@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import Select, func, select, update
 
 from crm.customers import get_customer
-from crm.db import db
-from crm.errors import Conflict, NotFound
+from crm.db import db, get_or_404
+from crm.errors import Conflict
 from loyalty import coupons, ledger, settings
 from loyalty.models import Coupon, Reward, RewardClaim
 
@@ -29,10 +29,7 @@ def list_rewards(active_only: bool = False) -> Select[tuple[Reward]]:
 
 
 def get_reward(reward_id: int) -> Reward:
-    reward = db.session.get(Reward, reward_id)
-    if reward is None:
-        raise NotFound(f"No reward has the id {reward_id}.")
-    return reward
+    return get_or_404(Reward, reward_id, "reward")
 
 
 def update_reward(reward_id: int, data: dict[str, Any]) -> Reward:

@@ -6,9 +6,9 @@ from typing import Any
 
 from sqlalchemy import Select, select
 
-from crm.db import db
-from crm.errors import Conflict, Invalid, NotFound
-from crm.money import InvalidAmount, to_minor
+from crm.db import db, get_or_404
+from crm.errors import Conflict, Invalid
+from crm.money import amounts_to_minor
 from loyalty.models import EarningRule, Program, Tier
 
 
@@ -32,15 +32,7 @@ def update_program(data: dict[str, Any]) -> Program:
 
 def _program_money(data: dict[str, Any], *names: str) -> dict[str, Any]:
     """Amounts given in the program's currency, to minor units."""
-    data = dict(data)
-    currency = program().currency
-    for name in names:
-        if data.get(name) is not None:
-            try:
-                data[name] = to_minor(data[name], currency)
-            except InvalidAmount as e:
-                raise Invalid(str(e), errors={name: [str(e)]}) from None
-    return data
+    return amounts_to_minor(data, program().currency, *names)
 
 
 def tiers() -> list[Tier]:
@@ -66,10 +58,7 @@ def create_tier(data: dict[str, Any]) -> Tier:
 
 
 def get_tier(tier_id: int) -> Tier:
-    tier = db.session.get(Tier, tier_id)
-    if tier is None:
-        raise NotFound(f"No tier has the id {tier_id}.")
-    return tier
+    return get_or_404(Tier, tier_id, "tier")
 
 
 def update_tier(tier_id: int, data: dict[str, Any]) -> Tier:
@@ -120,10 +109,7 @@ def create_rule(data: dict[str, Any]) -> EarningRule:
 
 
 def get_rule(rule_id: int) -> EarningRule:
-    rule = db.session.get(EarningRule, rule_id)
-    if rule is None:
-        raise NotFound(f"No earning rule has the id {rule_id}.")
-    return rule
+    return get_or_404(EarningRule, rule_id, "earning rule")
 
 
 def update_rule(rule_id: int, data: dict[str, Any]) -> EarningRule:
