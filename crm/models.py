@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     CheckConstraint,
     ForeignKey,
@@ -13,6 +15,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -33,6 +36,7 @@ class Store(db.Model):
     timezone: Mapped[str] = mapped_column(String(64))
     channel: Mapped[str] = mapped_column(String(16))
     currency: Mapped[str] = mapped_column(String(3))
+    phone: Mapped[str | None] = mapped_column(String(20))  # never matches a customer
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -91,6 +95,11 @@ class Customer(db.Model):
     consent_email: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The shop's updated_at of the last sync applied: an older one never overwrites.
+    source_updated_at: Mapped[datetime | None]
+    merged_into_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("customers.id"), index=True)
+    erased_at: Mapped[datetime | None]
 
     identifiers: Mapped[list[CustomerIdentifier]] = relationship(
         back_populates="customer",
@@ -120,9 +129,10 @@ class Customer(db.Model):
         return {"sms": self.consent_sms, "email": self.consent_email}
 
 
-# Name search at the till: case-insensitive, served by expression indexes.
+# Name search at the till and duplicate blocking: served by expression indexes.
 Index("ix_customers_last_name_lower", func.lower(Customer.last_name))
 Index("ix_customers_first_name_lower", func.lower(Customer.first_name))
+Index("ix_customers_birthday", Customer.birthday)
 
 
 class CustomerIdentifier(db.Model):
@@ -146,3 +156,75 @@ class CustomerIdentifier(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     customer: Mapped[Customer] = relationship(back_populates="identifiers")
+
+
+# Blocking keys for duplicate suggestions: the end of a phone number, the start of an email.
+Index("ix_customer_identifiers_phone_end",
+      func.substr(CustomerIdentifier.value, func.length(CustomerIdentifier.value) - 6),
+      sqlite_where=text("kind = 'phone'"), postgresql_where=text("kind = 'phone'"))
+Index("ix_customer_identifiers_email_start", func.substr(CustomerIdentifier.value, 1, 5),
+      sqlite_where=text("kind = 'email'"), postgresql_where=text("kind = 'email'"))
+
+
+CONSENT_CHANNELS = ("sms", "email")
+
+
+class ConsentEvent(db.Model):
+    """A customer's choice for a channel, as it was given: the customer's current
+    consent is the newest event per channel."""
+
+    __tablename__ = "consent_events"
+    __table_args__ = (Index("ix_consent_events_customer", "customer_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("customers.id"))
+    channel: Mapped[str] = mapped_column(String(8))
+    granted: Mapped[bool]
+    source: Mapped[str] = mapped_column(String(40))
+    store_id: Mapped[int | None] = mapped_column(ForeignKey("stores.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CustomerMerge(db.Model):
+    """A merge, with what it needs to be undone: both profiles as they were, and the ids
+    of every row each package moved to the survivor."""
+
+    __tablename__ = "customer_merges"
+    __table_args__ = (Index("ix_customer_merges_pair", "survivor_id", "source_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    survivor_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("customers.id"))
+    source_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("customers.id"))
+    actor: Mapped[str | None] = mapped_column(String(120))
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)
+    moved: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    undone_at: Mapped[datetime | None]
+
+
+class DuplicateSuggestion(db.Model):
+    """A likely duplicate found by the nightly job, for a marketer to review."""
+
+    __tablename__ = "duplicate_suggestions"
+    __table_args__ = (UniqueConstraint("customer_id", "other_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("customers.id"))
+    other_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("customers.id"))
+    score: Mapped[int]
+    reasons: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEvent(db.Model):
+    """Who did what to a customer's personal data (exports, erasures)."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("customers.id"),
+                                             index=True)
+    action: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str | None] = mapped_column(String(120))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
