@@ -36,6 +36,17 @@ def current_key() -> ApiKey:
     return key
 
 
+def actor_of(key: ApiKey) -> str:
+    """Who did it, for ledgers and audit rows: the key's id and name."""
+    return f"key:{key.id}:{key.name}"[:120]
+
+
+def source_of(key: ApiKey) -> str:
+    """Where a choice came from, for consent history: the scope, and the till's store."""
+    scope = key.scope_list[0]
+    return f"{scope}:{key.store.code}" if key.store else scope
+
+
 def require(*scopes: str) -> Callable[[F], F]:
     """Accept a key holding any of ``scopes`` (no scopes: any valid key). ``admin``
     may do everything."""

@@ -11,10 +11,12 @@ from sqlalchemy import Select, and_, func, or_, select, tuple_
 from sqlalchemy.orm import selectinload
 
 from crm import signals
+from crm.consent import history as consent_history
+from crm.consent import record_consent
 from crm.db import db
 from crm.errors import Conflict, Invalid, NotFound
-from crm.identifiers import InvalidIdentifier, normalize
-from crm.models import Customer, CustomerIdentifier
+from crm.identifiers import InvalidIdentifier, is_blocked, normalize
+from crm.models import Customer, CustomerIdentifier, Store
 
 # API field -> identifier kind
 IDENTIFIER_FIELDS = {"email": "email", "phone": "phone", "card_number": "card"}
@@ -42,9 +44,17 @@ def region() -> str:
     return current_app.config["DEFAULT_REGION"]
 
 
-def normalize_fields(data: dict[str, Any]) -> dict[str, str | None]:
+def blocked_values() -> frozenset[str]:
+    """Configured placeholder identifiers and the stores' own phones ("kind:value")."""
+    phones = db.session.scalars(select(Store.phone).where(Store.phone.is_not(None)))
+    return frozenset(current_app.config["BLOCKED_IDENTIFIERS"]) | {f"phone:{p}" for p in phones}
+
+
+def normalize_fields(data: dict[str, Any], blocked: frozenset[str] | None = None,
+                     ) -> dict[str, str | None]:
     """{kind: normalised value or None} for the identifier fields present in ``data``;
-    raise Invalid naming every bad field at once."""
+    raise Invalid naming every bad field at once. With ``blocked`` given, placeholder
+    values are refused too."""
     found: dict[str, str | None] = {}
     errors: dict[str, list[str]] = {}
     for field, kind in IDENTIFIER_FIELDS.items():
@@ -57,6 +67,9 @@ def normalize_fields(data: dict[str, Any]) -> dict[str, str | None]:
             found[kind] = normalize(kind, data[field], region())
         except InvalidIdentifier as e:
             errors[field] = [str(e)]
+            continue
+        if blocked is not None and is_blocked(kind, found[kind], blocked):
+            errors[field] = ["A placeholder many people share: it cannot identify anyone."]
     if errors:
         raise Invalid("Some identifiers are not valid: see errors.", errors=errors)
     return found
@@ -85,19 +98,16 @@ def _ensure_free(identifiers: dict[str, str | None], customer_id: int | None) ->
             )
 
 
-def create_customer(data: dict[str, Any]) -> Customer:
-    identifiers = normalize_fields(data)
+def create_customer(data: dict[str, Any], source: str = "api") -> Customer:
+    identifiers = normalize_fields(data, blocked_values())
     if not any(identifiers.values()):
         raise Invalid(
             "A customer needs at least one of email, phone or card_number.",
             errors={"_schema": ["Give at least one of email, phone or card_number."]},
         )
     _ensure_free(identifiers, None)
-    consent = data.get("consent") or {}
     customer = Customer(
         **{f: data.get(f) for f in PROFILE_FIELDS},
-        consent_sms=consent.get("sms", False),
-        consent_email=consent.get("email", False),
         identifiers=[
             CustomerIdentifier(kind=kind, value=value)
             for kind, value in identifiers.items()
@@ -106,6 +116,7 @@ def create_customer(data: dict[str, Any]) -> Customer:
     )
     db.session.add(customer)
     db.session.flush()
+    record_consent(customer, data.get("consent") or {}, source)
     signals.customer_created.send(current_app._get_current_object(), customer=customer)
     return customer
 
@@ -119,11 +130,11 @@ def get_customer(customer_id: int) -> Customer:
     return customer
 
 
-def update_customer(customer_id: int, data: dict[str, Any]) -> Customer:
+def update_customer(customer_id: int, data: dict[str, Any], source: str = "api") -> Customer:
     """Partial update. Giving an identifier replaces that kind's identifiers; null
     removes them."""
     customer = get_customer(customer_id)
-    identifiers = normalize_fields(data)
+    identifiers = normalize_fields(data, blocked_values())
     _ensure_free(identifiers, customer.id)
     for kind, value in identifiers.items():
         current = [i for i in customer.identifiers if i.kind == kind]
@@ -137,11 +148,7 @@ def update_customer(customer_id: int, data: dict[str, Any]) -> Customer:
     for field in PROFILE_FIELDS:
         if field in data:
             setattr(customer, field, data[field])
-    consent = data.get("consent") or {}
-    if "sms" in consent:
-        customer.consent_sms = consent["sms"]
-    if "email" in consent:
-        customer.consent_email = consent["email"]
+    record_consent(customer, data.get("consent") or {}, source)
     db.session.flush()
     return customer
 
@@ -201,3 +208,13 @@ def find_customer(ref: dict[str, Any]) -> Customer | None:
         select(Customer).join(CustomerIdentifier)
         .where(CustomerIdentifier.kind == kind, CustomerIdentifier.value == value)
     )
+
+
+def set_consent(customer_id: int, choices: dict[str, bool], source: str,
+                store: Store | None = None) -> dict[str, Any]:
+    """Record a customer's choices per channel; answer the current state and history."""
+    customer = get_customer(customer_id)
+    record_consent(customer, choices, source, store.id if store else None)
+    db.session.flush()
+    events = db.session.scalars(consent_history([customer.id]).limit(100)).all()
+    return {**customer.consent, "history": events}

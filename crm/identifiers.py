@@ -63,3 +63,32 @@ def normalize(kind: str, value: str, region: str = "US") -> str:
     if kind in ("shop", "pos"):
         return normalize_external(value)
     raise InvalidIdentifier(f"Unknown identifier kind {kind!r}.")
+
+
+# Values many people share or that tills type when the customer gives none. They are
+# never stored as identifiers, so they never match two people together. Add more with
+# BLOCKED_IDENTIFIERS ("email:shop@example.com,phone:+15550000000"); stores' own phones
+# are blocked too.
+_JUNK_EMAIL_LOCAL = re.compile(
+    r"^(no-?e?mail|none|null|nil|test|anonymous|unknown|n/?a|x+|a+|customer|kunde|client)$")
+_JUNK_EMAILS = {"test@test.com", "a@a.com", "noemail@noemail.com", "none@none.com",
+                "no@email.com", "email@email.com"}
+
+
+def _junk_digits(digits: str) -> bool:
+    return len(set(digits)) == 1 or digits in "01234567890" or digits in "98765432109"
+
+
+def is_blocked(kind: str, value: str, extra: frozenset[str] = frozenset()) -> bool:
+    """Whether a normalised identifier is a placeholder that must never match."""
+    if f"{kind}:{value}" in extra:
+        return True
+    if kind == "email":
+        local = value.split("@", 1)[0]
+        return value in _JUNK_EMAILS or bool(_JUNK_EMAIL_LOCAL.match(local))
+    if kind == "phone":
+        national = phonenumbers.parse(value).national_number
+        return _junk_digits(str(national))
+    if kind == "card":
+        return _junk_digits(value)
+    return False

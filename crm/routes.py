@@ -6,15 +6,17 @@ from typing import Any
 
 from flask.views import MethodView
 
-from crm import customers, keys, stores
+from crm import customers, keys, stores, sync
 from crm.api import Blueprint
-from crm.auth import require
+from crm.auth import current_key, require, source_of
 from crm.db import db
 from crm.pagination import paginate
 from crm.schemas import (
     ApiKeyCreatedSchema,
     ApiKeyCreateSchema,
     ApiKeyPageSchema,
+    ConsentInSchema,
+    ConsentStateSchema,
     CustomerInSchema,
     CustomerPageSchema,
     CustomerQuerySchema,
@@ -22,6 +24,8 @@ from crm.schemas import (
     PageArgs,
     StorePageSchema,
     StoreSchema,
+    SyncInSchema,
+    SyncOutSchema,
 )
 
 stores_blp = Blueprint("stores", __name__, description="Shops and the web store")
@@ -96,7 +100,7 @@ class Customers(MethodView):
     @customers_blp.arguments(CustomerInSchema)
     @customers_blp.response(201, CustomerSchema)
     def post(self, data: dict[str, Any]) -> Any:
-        customer = customers.create_customer(data)
+        customer = customers.create_customer(data, source_of(current_key()))
         db.session.commit()
         return customers.with_profile_extras([customer])[0]
 
@@ -112,6 +116,30 @@ class CustomerById(MethodView):
     @customers_blp.arguments(CustomerInSchema(partial=True))
     @customers_blp.response(200, CustomerSchema)
     def patch(self, data: dict[str, Any], customer_id: int) -> Any:
-        customer = customers.update_customer(customer_id, data)
+        customer = customers.update_customer(customer_id, data, source_of(current_key()))
         db.session.commit()
         return customers.with_profile_extras([customer])[0]
+
+
+@customers_blp.route("/sync")
+class Sync(MethodView):
+    @require("shop")
+    @customers_blp.arguments(SyncInSchema)
+    @customers_blp.response(200, SyncOutSchema)
+    def post(self, data: dict[str, Any]) -> Any:
+        results = sync.sync_members(data["customers"], source_of(current_key()))
+        db.session.commit()
+        return {"results": results}
+
+
+@customers_blp.route("/<id:customer_id>/consent")
+class Consent(MethodView):
+    @require("shop", "pos")
+    @customers_blp.arguments(ConsentInSchema)
+    @customers_blp.response(200, ConsentStateSchema)
+    def put(self, data: dict[str, Any], customer_id: int) -> Any:
+        key = current_key()
+        source = data.pop("source", None) or source_of(key)
+        state = customers.set_consent(customer_id, data, source, key.store)
+        db.session.commit()
+        return state

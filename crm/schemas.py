@@ -213,3 +213,62 @@ class CustomerQuerySchema(PageArgs):
 StorePageSchema = page_of(StoreSchema, "StorePage")
 ApiKeyPageSchema = page_of(ApiKeySchema, "ApiKeyPage")
 CustomerPageSchema = page_of(CustomerSchema, "CustomerPage")
+
+
+class SyncMemberSchema(Schema):
+    """One shop member in a sync batch; checked one by one, so one bad member never
+    fails the batch."""
+
+    external_id = fields.String(required=True, validate=validate.Length(1, 64))
+    updated_at = fields.AwareDateTime(required=True)
+    email = fields.String(allow_none=True, validate=validate.Length(max=320))
+    phone = fields.String(allow_none=True, validate=validate.Length(max=40))
+    card_number = fields.String(allow_none=True, validate=validate.Length(max=64))
+    first_name = Text(allow_none=True, validate=validate.Length(1, 100))
+    last_name = Text(allow_none=True, validate=validate.Length(1, 100))
+    birthday = fields.Date(allow_none=True, validate=_past_birthday)
+    city = Text(allow_none=True, validate=validate.Length(1, 100))
+    consent = fields.Nested(ConsentSchema)
+
+
+class SyncInSchema(Schema):
+    customers = fields.List(fields.Raw(), required=True, validate=validate.Length(1, 1000),
+                            metadata={"description": "Up to 1000 members (SyncMember)."})
+
+
+class SyncResultSchema(Schema):
+    external_id = fields.String(allow_none=True)
+    customer_id = fields.Integer(allow_none=True)
+    result = fields.String(metadata={"description": "created, updated, matched, unchanged, "
+                                                    "conflict or invalid"})
+    detail = fields.Raw(allow_none=True)
+
+
+class SyncOutSchema(Schema):
+    results = fields.List(fields.Nested(SyncResultSchema))
+
+
+class ConsentInSchema(Schema):
+    sms = fields.Boolean()
+    email = fields.Boolean()
+    source = fields.String(validate=validate.Length(1, 40), metadata={
+        "description": "Where the choice was made (form, till...); default: the caller."})
+
+    @validates_schema
+    def _some(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "sms" not in data and "email" not in data:
+            raise ValidationError("Give sms, email or both.")
+
+
+class ConsentEventSchema(Schema):
+    channel = fields.String()
+    granted = fields.Boolean()
+    source = fields.String()
+    store_id = fields.Integer(allow_none=True)
+    created_at = fields.AwareDateTime()
+
+
+class ConsentStateSchema(Schema):
+    sms = fields.Boolean()
+    email = fields.Boolean()
+    history = fields.List(fields.Nested(ConsentEventSchema))

@@ -22,6 +22,7 @@ from flask import current_app
 from sqlalchemy import exists, select
 
 from crm import signals
+from crm.auth import actor_of
 from crm.customers import find_customer
 from crm.db import db, insert_ignoring_conflicts, utcnow
 from crm.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
@@ -44,10 +45,6 @@ from loyalty.models import (
 def request_hash(data: dict[str, Any]) -> str:
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def actor_of(key: ApiKey) -> str:
-    return f"key:{key.id}:{key.name}"[:120]
 
 
 def store_for(key: ApiKey, store_code: str | None) -> Store:

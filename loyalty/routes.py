@@ -7,14 +7,13 @@ from typing import Any
 from flask.views import MethodView
 
 from crm.api import Blueprint
-from crm.auth import current_key, require
+from crm.auth import actor_of, current_key, require
 from crm.db import db
 from crm.idempotency import idempotent_write
 from crm.pagination import paginate
 from crm.schemas import PageArgs
 from loyalty import points, purchases, settings
 from loyalty.offer_routes import guessing
-from loyalty.purchases import actor_of
 from loyalty.schemas import (
     AdjustmentInSchema,
     AdjustmentSchema,

@@ -4,6 +4,7 @@ worker makes and drops its own database). Every test starts from empty tables.""
 
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
 from collections.abc import Iterator
@@ -12,13 +13,13 @@ from typing import Any
 import flask_migrate
 import psycopg
 import pytest
-from flask import Flask
+from flask import Flask, has_app_context
 from flask.testing import FlaskClient
 from sqlalchemy import make_url, text
 from werkzeug.serving import make_server
 
 from crm import create_app
-from crm.db import db
+from crm.db import db, write_intent
 from crm.limits import limiter
 from tests.factories import Factory
 
@@ -82,8 +83,20 @@ def _fresh_state(app: Flask) -> Iterator[None]:
     limiter.reset()
 
 
+class RequestClient(FlaskClient):
+    """Each request runs as in production: in its own app context with its own database
+    session, even while the test holds an app context (the ``factory`` fixture)."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        if has_app_context():
+            db.session.rollback()  # the test's own reads start afresh after the request
+        kwargs.setdefault("buffered", True)
+        return contextvars.Context().run(super().open, *args, **kwargs)
+
+
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
+    app.test_client_class = RequestClient
     return app.test_client()
 
 
@@ -94,8 +107,12 @@ def runner(app: Flask) -> Any:
 
 @pytest.fixture
 def factory(app: Flask) -> Iterator[Factory]:
+    """Test data, and an app context so that the test can read the database. Its
+    reads never take SQLite's write lock, so requests running meanwhile never wait."""
     with app.app_context():
+        token = write_intent.set(False)
         yield Factory(app)
+        write_intent.reset(token)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ class Factory:
         self.app = app
 
     def store(self, code: str | None = None, **fields: Any) -> Store:
+        db.session.rollback()  # write in a fresh transaction, not after a stale read
         data = {"code": code or f"S{next(_counter):03d}", "name": "Test store",
                 "timezone": "Europe/Paris", "channel": "store", "currency": "EUR"}
         data.update(fields)
@@ -30,6 +31,7 @@ class Factory:
         """A key with ``scopes`` (a pos key gets a store of its own unless given)."""
         if "pos" in scopes and store is None:
             store = self.store().code
+        db.session.rollback()
         _, key = keys.create_key("test", list(scopes), store)
         db.session.commit()
         return key
@@ -38,6 +40,7 @@ class Factory:
         return {"Authorization": f"Bearer {self.key(*scopes, store=store)}"}
 
     def customer(self, **fields: Any) -> Customer:
+        db.session.rollback()
         n = next(_counter)
         data: dict[str, Any] = {"first_name": "Test", "last_name": f"Person{n}",
                                 "email": f"person{n}@example.com"}
