@@ -134,6 +134,9 @@ def update_customer(customer_id: int, data: dict[str, Any], source: str = "api")
     """Partial update. Giving an identifier replaces that kind's identifiers; null
     removes them."""
     customer = get_customer(customer_id)
+    if customer.merged_into_id is not None:
+        raise Conflict(f"This record was merged into customer {customer.merged_into_id}.",
+                       merged_into=customer.merged_into_id)
     identifiers = normalize_fields(data, blocked_values())
     _ensure_free(identifiers, customer.id)
     for kind, value in identifiers.items():
@@ -199,7 +202,10 @@ def find_customer(ref: dict[str, Any]) -> Customer | None:
     (``email``, ``phone``, ``card_number``); None when nobody matches. A malformed
     identifier is an Invalid error."""
     if ref.get("id") is not None:
-        return db.session.get(Customer, ref["id"])
+        customer = db.session.get(Customer, ref["id"])
+        if customer is not None and customer.merged_into_id is not None:
+            customer = db.session.get(Customer, customer.merged_into_id)
+        return customer
     identifiers = {k: v for k, v in normalize_fields(ref).items() if v is not None}
     if not identifiers:
         return None

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import jsonify
 from flask.views import MethodView
 
-from crm import customers, keys, stores, sync
+from crm import customers, keys, merging, stores, sync
 from crm.api import Blueprint
-from crm.auth import current_key, require, source_of
+from crm.auth import actor_of, current_key, require, source_of
 from crm.db import db
 from crm.pagination import paginate
 from crm.schemas import (
@@ -21,11 +22,15 @@ from crm.schemas import (
     CustomerPageSchema,
     CustomerQuerySchema,
     CustomerSchema,
+    MergedCustomerSchema,
+    MergeInSchema,
+    MergeSchema,
     PageArgs,
     StorePageSchema,
     StoreSchema,
     SyncInSchema,
     SyncOutSchema,
+    UnmergeInSchema,
 )
 
 stores_blp = Blueprint("stores", __name__, description="Shops and the web store")
@@ -109,8 +114,13 @@ class Customers(MethodView):
 class CustomerById(MethodView):
     @require("pos", "shop", "marketing")
     @customers_blp.response(200, CustomerSchema)
+    @customers_blp.alt_response(200, schema=MergedCustomerSchema,
+                                description="This record was merged into another.")
     def get(self, customer_id: int) -> Any:
-        return customers.with_profile_extras([customers.get_customer(customer_id)])[0]
+        customer = customers.get_customer(customer_id)
+        if customer.merged_into_id is not None:
+            return jsonify(MergedCustomerSchema().dump(customer))
+        return customers.with_profile_extras([customer])[0]
 
     @require("shop")
     @customers_blp.arguments(CustomerInSchema(partial=True))
@@ -143,3 +153,27 @@ class Consent(MethodView):
         state = customers.set_consent(customer_id, data, source, key.store)
         db.session.commit()
         return state
+
+
+@customers_blp.route("/<id:customer_id>/merge")
+class Merge(MethodView):
+    @require("admin")
+    @customers_blp.arguments(MergeInSchema)
+    @customers_blp.response(200, MergeSchema)
+    def post(self, data: dict[str, Any], customer_id: int) -> Any:
+        record = merging.merge(customer_id, data["source_customer_id"],
+                               actor_of(current_key()), data["force"])
+        db.session.commit()
+        return record
+
+
+@customers_blp.route("/<id:customer_id>/unmerge")
+class Unmerge(MethodView):
+    @require("admin")
+    @customers_blp.arguments(UnmergeInSchema)
+    @customers_blp.response(200, MergeSchema)
+    def post(self, data: dict[str, Any], customer_id: int) -> Any:
+        record = merging.unmerge(customer_id, data["source_customer_id"],
+                                 actor_of(current_key()))
+        db.session.commit()
+        return record

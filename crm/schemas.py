@@ -272,3 +272,28 @@ class ConsentStateSchema(Schema):
     sms = fields.Boolean()
     email = fields.Boolean()
     history = fields.List(fields.Nested(ConsentEventSchema))
+
+
+class MergedCustomerSchema(Schema):
+    id = fields.Integer()
+    merged_into = fields.Integer(attribute="merged_into_id")
+
+
+class UnmergeInSchema(Schema):
+    source_customer_id = fields.Integer(strict=True, required=True,
+                                        validate=validate.Range(1, 2**63 - 1))
+
+
+class MergeInSchema(UnmergeInSchema):
+    force = fields.Boolean(load_default=False, metadata={
+        "description": "Merge two shop members with their own accounts all the same."})
+
+
+class MergeSchema(Schema):
+    id = fields.Integer()
+    survivor_id = fields.Integer()
+    source_id = fields.Integer()
+    actor = fields.String(allow_none=True)
+    created_at = fields.AwareDateTime()
+    undone_at = fields.AwareDateTime(allow_none=True)
+    moved = fields.Dict()

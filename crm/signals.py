@@ -7,6 +7,7 @@ _signals = Namespace()
 
 customer_created = _signals.signal("customer-created")
 customer_merged = _signals.signal("customer-merged")
+customer_unmerged = _signals.signal("customer-unmerged")
 customer_erased = _signals.signal("customer-erased")
 purchase_recorded = _signals.signal("purchase-recorded")
 purchase_returned = _signals.signal("purchase-returned")

@@ -268,3 +268,30 @@ def verify() -> list[dict[str, int]]:
         .where(LedgerEntry.customer_id.not_in(select(Account.customer_id))))
     problems += [{"customer_id": cid, "missing_account": 1} for cid in orphans]
     return problems
+
+
+def transfer(source: Account, target: Account, *, points: int | None = None,
+             pending: int | None = None, lifetime: int | None = None,
+             reason: str) -> None:
+    """Move points between two members' accounts (a merge, or its undoing) as a pair of
+    ``transfer`` rows. By default everything the source holds moves, debt included; the
+    lots have been moved by the caller."""
+    points = source.balance if points is None else points
+    pending = source.pending if pending is None else pending
+    lifetime = source.lifetime if lifetime is None else lifetime
+    if not (points or pending or lifetime):
+        return
+    _post(source, "transfer", "merge", points=-points, pending=-pending, reason=reason,
+          actor="merge")
+    if points < 0:  # debt moves too: the target's own lots cover it first
+        lots = settle(target)
+        entry = _post(target, "transfer", "merge", points=points, pending=pending,
+                      reason=reason, actor="merge")
+        _draw(entry, lots, min(-points, sum(lot.remaining for lot in lots)))
+    else:
+        if target.balance < 0:
+            _repay_debt(target, settle(target))
+        _post(target, "transfer", "merge", points=points, pending=pending, reason=reason,
+              actor="merge")
+    source.lifetime -= lifetime
+    target.lifetime += lifetime

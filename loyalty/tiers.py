@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from crm import signals
 from crm.db import db, utcnow
+from crm.models import Customer
 from crm.money import to_amount
 from loyalty.models import Account, LedgerEntry, Program, Purchase, Tier
 
@@ -27,11 +28,17 @@ class Standing:
 
 
 def _points_since(since: datetime, customer_id: int | None = None) -> select:
-    stmt = (select(LedgerEntry.customer_id,
-                   func.sum(LedgerEntry.points + LedgerEntry.pending))
+    """Points earned since ``since`` per member, counting the history of customers
+    merged into them (their ledger rows stay theirs)."""
+    owner = func.coalesce(Customer.merged_into_id, Customer.id)
+    stmt = (select(owner, func.sum(LedgerEntry.points + LedgerEntry.pending))
+            .join(Customer, Customer.id == LedgerEntry.customer_id)
             .where(LedgerEntry.kind.in_(QUALIFYING_KINDS), LedgerEntry.occurred_at >= since)
-            .group_by(LedgerEntry.customer_id))
-    return stmt if customer_id is None else stmt.where(LedgerEntry.customer_id == customer_id)
+            .group_by(owner))
+    if customer_id is None:
+        return stmt
+    return stmt.where(LedgerEntry.customer_id.in_(select(Customer.id).where(
+        (Customer.id == customer_id) | (Customer.merged_into_id == customer_id))))
 
 
 def _spend_since(since: datetime, currency: str, customer_id: int | None = None) -> select:
