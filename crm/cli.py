@@ -67,6 +67,25 @@ def demo_command(count: int) -> None:
         click.echo(f"  {name:<16} {key}")
 
 
+customers_cli = AppGroup("customers", help="Customer record jobs.")
+
+
+@customers_cli.command("find-duplicates")
+@click.option("--since-days", default=1.0, show_default=True,
+              help="Look at customers changed in this many days.")
+def find_duplicates_command(since_days: float) -> None:
+    """Record likely duplicates for marketers to review (the nightly job)."""
+    from datetime import timedelta
+
+    from crm.db import utcnow
+    from crm.duplicates import record_suggestions
+
+    made = record_suggestions(utcnow() - timedelta(days=since_days))
+    db.session.commit()
+    click.echo(f"{made} suggestion(s) recorded")
+
+
 def register_cli(app: Flask) -> None:
     app.cli.add_command(keys_cli)
+    app.cli.add_command(customers_cli)
     app.cli.add_command(demo_command)

@@ -7,7 +7,7 @@ from typing import Any
 from flask import jsonify
 from flask.views import MethodView
 
-from crm import customers, keys, merging, stores, sync
+from crm import customers, duplicates, keys, merging, privacy, stores, sync, timeline
 from crm.api import Blueprint
 from crm.auth import actor_of, current_key, require, source_of
 from crm.db import db
@@ -22,6 +22,8 @@ from crm.schemas import (
     CustomerPageSchema,
     CustomerQuerySchema,
     CustomerSchema,
+    DuplicatePageSchema,
+    ErasedSchema,
     MergedCustomerSchema,
     MergeInSchema,
     MergeSchema,
@@ -30,6 +32,7 @@ from crm.schemas import (
     StoreSchema,
     SyncInSchema,
     SyncOutSchema,
+    TimelinePageSchema,
     UnmergeInSchema,
 )
 
@@ -122,6 +125,13 @@ class CustomerById(MethodView):
             return jsonify(MergedCustomerSchema().dump(customer))
         return customers.with_profile_extras([customer])[0]
 
+    @require("admin")
+    @customers_blp.response(200, ErasedSchema)
+    def delete(self, customer_id: int) -> Any:
+        customer = privacy.erase(customer_id, actor_of(current_key()))
+        db.session.commit()
+        return customer
+
     @require("shop")
     @customers_blp.arguments(CustomerInSchema(partial=True))
     @customers_blp.response(200, CustomerSchema)
@@ -177,3 +187,34 @@ class Unmerge(MethodView):
                                  actor_of(current_key()))
         db.session.commit()
         return record
+
+
+@customers_blp.route("/<id:customer_id>/export")
+class Export(MethodView):
+    @require("admin")
+    @customers_blp.response(200)
+    def get(self, customer_id: int) -> Any:
+        data = privacy.export(customer_id, actor_of(current_key()))
+        db.session.commit()
+        return jsonify(data)
+
+
+@customers_blp.route("/<id:customer_id>/timeline")
+class Timeline(MethodView):
+    @require("shop", "marketing")
+    @customers_blp.arguments(PageArgs, location="query")
+    @customers_blp.response(200, TimelinePageSchema)
+    def get(self, args: dict[str, Any], customer_id: int) -> Any:
+        customers.get_customer(customer_id)
+        return timeline.page(privacy.records_of(customer_id), **args)
+
+
+@customers_blp.route("/<id:customer_id>/duplicates")
+class Duplicates(MethodView):
+    @require("marketing")
+    @customers_blp.response(200, DuplicatePageSchema)
+    def get(self, customer_id: int) -> Any:
+        customers.get_customer(customer_id)
+        matches = duplicates.find([customer_id])[customer_id]
+        return {"items": [{"customer": m.customer, "score": m.score, "reasons": m.reasons}
+                          for m in matches]}

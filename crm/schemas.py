@@ -297,3 +297,38 @@ class MergeSchema(Schema):
     created_at = fields.AwareDateTime()
     undone_at = fields.AwareDateTime(allow_none=True)
     moved = fields.Dict()
+
+
+class ErasedSchema(Schema):
+    id = fields.Integer()
+    erased_at = fields.AwareDateTime()
+
+
+class TimelineItemSchema(Schema):
+    at = fields.AwareDateTime()
+    type = fields.String(metadata={"description": "purchase, points, coupon, consent, "
+                                                  "merge, audit, message, survey..."})
+    ref_id = fields.Integer()
+    label = fields.String()
+    amount = fields.String(allow_none=True)
+    currency = fields.String(allow_none=True)
+    points = fields.Integer(allow_none=True)
+
+
+class DuplicateCustomerSchema(Schema):
+    id = fields.Integer()
+    first_name = fields.String(allow_none=True)
+    last_name = fields.String(allow_none=True)
+    birthday = fields.Date(allow_none=True)
+    email = fields.String(allow_none=True)
+    phone = fields.String(allow_none=True)
+
+
+class DuplicateSchema(Schema):
+    customer = fields.Nested(DuplicateCustomerSchema)
+    score = fields.Integer()
+    reasons = fields.List(fields.String())
+
+
+TimelinePageSchema = page_of(TimelineItemSchema, "TimelinePage")
+DuplicatePageSchema = page_of(DuplicateSchema, "DuplicatePage")

@@ -9,7 +9,12 @@ def init_app(app: Flask) -> None:
     from crm import signals
     from crm.api import api
     from crm.customers import profile_extensions
-    from loyalty import models  # noqa: F401  (tables known to migrations)
+    from crm.privacy import export_sections
+    from crm.timeline import timeline_sources
+    from loyalty import (
+        history,
+        models,  # noqa: F401  (tables known to migrations)
+    )
     from loyalty.cli import loyalty_cli
     from loyalty.merging import on_merged, on_unmerged
     from loyalty.offer_routes import offers_blp, rewards_blp
@@ -24,5 +29,8 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(loyalty_cli)
     signals.customer_merged.connect(on_merged)
     signals.customer_unmerged.connect(on_unmerged)
-    if profile_extension not in profile_extensions:
-        profile_extensions.append(profile_extension)
+    for registry, part in ((profile_extensions, profile_extension),
+                           (timeline_sources, history.timeline_sources),
+                           (export_sections, history.export_section)):
+        if part not in registry:
+            registry.append(part)
