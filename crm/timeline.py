@@ -7,7 +7,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, Select, String, case, cast, literal, null, select, union_all
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    Select,
+    String,
+    case,
+    cast,
+    literal,
+    null,
+    select,
+    union_all,
+)
 
 from crm.models import AuditEvent, ConsentEvent, CustomerMerge
 from crm.money import to_amount
