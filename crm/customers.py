@@ -7,13 +7,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Select, and_, func, or_, select, tuple_
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from crm import signals
 from crm.consent import history as consent_history
 from crm.consent import record_consent
-from crm.db import db
+from crm.db import any_of, db
 from crm.errors import Conflict, Invalid, NotFound
 from crm.identifiers import InvalidIdentifier, is_blocked, normalize
 from crm.models import Customer, CustomerIdentifier, Store
@@ -79,9 +79,14 @@ def owners(pairs: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
     """Which customer holds each (kind, value): one query for all of them."""
     if not pairs:
         return {}
+    by_kind: dict[str, list[str]] = {}
+    for kind, value in pairs:
+        by_kind.setdefault(kind, []).append(value)
     rows = db.session.execute(
         select(CustomerIdentifier.kind, CustomerIdentifier.value, CustomerIdentifier.customer_id)
-        .where(tuple_(CustomerIdentifier.kind, CustomerIdentifier.value).in_(pairs))
+        .where(or_(*(and_(CustomerIdentifier.kind == kind,
+                          any_of(CustomerIdentifier.value, values))
+                     for kind, values in by_kind.items())))
     )
     return {(kind, value): customer_id for kind, value, customer_id in rows}
 

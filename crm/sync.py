@@ -19,10 +19,10 @@ from datetime import datetime
 from typing import Any
 
 from marshmallow import ValidationError
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 
 from crm.customers import IDENTIFIER_FIELDS, PROFILE_FIELDS, blocked_values, owners, region
-from crm.db import db, utcnow
+from crm.db import allocate_ids, bulk_insert, db, utcnow
 from crm.identifiers import InvalidIdentifier, is_blocked, normalize
 from crm.models import ConsentEvent, Customer, CustomerIdentifier
 from crm.schemas import SyncMemberSchema
@@ -53,7 +53,8 @@ class Known:
     source_updated_at: datetime | None
 
 
-def _parse(index: int, raw: Any, blocked: frozenset[str]) -> Member | dict[str, Any]:
+def _parse(index: int, raw: Any, blocked: frozenset[str], phone_region: str,
+           ) -> Member | dict[str, Any]:
     external = raw.get("external_id") if isinstance(raw, dict) else None
     try:
         data = _member_schema.load(raw)
@@ -69,7 +70,7 @@ def _parse(index: int, raw: Any, blocked: frozenset[str]) -> Member | dict[str, 
         if not data.get(name):
             continue
         try:
-            value = normalize(kind, data[name], region())
+            value = normalize(kind, data[name], phone_region)
         except InvalidIdentifier as e:
             errors[name] = [str(e)]
             continue
@@ -169,10 +170,11 @@ class Batch:
                      "consent_email": k.consent.get("email", False), "created_at": self.now,
                      "updated_at": self.now, "source_updated_at": k.source_updated_at}
                     for _, k in self.new]
-            ids = db.session.scalars(insert(Customer).returning(
-                Customer.id, sort_by_parameter_order=True), rows).all()
-            for (_, known), cid in zip(self.new, ids, strict=True):
-                known.id = cid
+            ids = allocate_ids(Customer.__table__, len(rows))
+            for row, (_, known), cid in zip(rows, self.new, ids, strict=True):
+                row["id"] = known.id = cid
+            bulk_insert(Customer.__table__, rows)
+            for _, known in self.new:
                 self.consent += [(known, ch, g) for ch, g in known.consent.items()]
             self.add_ids += [(k, kind, value) for _, k in self.new
                              for kind, values in k.identifiers.items() for value in values]
@@ -183,11 +185,11 @@ class Batch:
                 and_(CustomerIdentifier.customer_id == cid, CustomerIdentifier.kind == kind)
                 for cid, kind in self.drop_kinds))))
         if self.add_ids:
-            db.session.execute(insert(CustomerIdentifier), [
+            bulk_insert(CustomerIdentifier.__table__, [
                 {"customer_id": k.id, "kind": kind, "value": value, "created_at": self.now}
                 for k, kind, value in self.add_ids])
         if self.consent:
-            db.session.execute(insert(ConsentEvent), [
+            bulk_insert(ConsentEvent.__table__, [
                 {"customer_id": k.id, "channel": ch, "granted": g, "source": self.source,
                  "created_at": self.now} for k, ch, g in self.consent])
 
@@ -195,7 +197,8 @@ class Batch:
 def sync_members(items: list[Any], source: str = "shop") -> list[dict[str, Any]]:
     """Apply a batch of shop members; one result per item, in order."""
     blocked = blocked_values()
-    parsed = [_parse(i, raw, blocked) for i, raw in enumerate(items)]
+    phone_region = region()
+    parsed = [_parse(i, raw, blocked, phone_region) for i, raw in enumerate(items)]
     members = [m for m in parsed if isinstance(m, Member)]
     owner = owners(list({(k, v) for m in members for k, v in m.identifiers.items()}))
     known = _load(set(owner.values()))
