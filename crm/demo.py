@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import date
 
 from sqlalchemy import select
@@ -10,7 +11,7 @@ from sqlalchemy import select
 from crm import keys
 from crm.customers import owners
 from crm.db import db, utcnow
-from crm.models import ApiKey, Customer, CustomerIdentifier, Store
+from crm.models import ApiKey, ConsentEvent, Customer, CustomerIdentifier, Store
 
 STORES = [
     {"code": "NYC01", "name": "New York, 5th Avenue", "timezone": "America/New_York",
@@ -45,6 +46,11 @@ def _demo_customer(n: int, rng: random.Random) -> tuple[Customer, list[tuple[str
     return customer, identifiers
 
 
+# Feature packages add their demo data: each gets the demo API key rows by name.
+DemoExtension = Callable[[dict[str, ApiKey]], None]
+demo_extensions: list[DemoExtension] = []
+
+
 def load_demo(count: int) -> list[tuple[str, str]]:
     existing = set(db.session.scalars(select(Store.code)))
     db.session.add_all(Store(**s) for s in STORES if s["code"] not in existing)
@@ -53,15 +59,23 @@ def load_demo(count: int) -> list[tuple[str, str]]:
     rng = random.Random(20261125)
     made = [_demo_customer(n, rng) for n in range(1, count + 1)]
     taken = owners([pair for _, ids in made for pair in ids])
-    db.session.add_all(c for c, ids in made if not any(p in taken for p in ids))
+    fresh = [c for c, ids in made if not any(p in taken for p in ids)]
+    db.session.add_all(fresh)
+    db.session.flush()
+    for c in fresh:
+        db.session.add_all(ConsentEvent(customer_id=c.id, channel=channel, granted=granted,
+                                        source="demo")
+                           for channel, granted in c.consent.items())
 
     names = [name for name, _, _ in DEMO_KEYS]
     for old in db.session.scalars(select(ApiKey).where(ApiKey.name.in_(names),
                                                        ApiKey.revoked_at.is_(None))):
         old.revoked_at = utcnow()
-    printed = []
+    printed, rows = [], {}
     for name, scopes, store in DEMO_KEYS:
-        _, key = keys.create_key(name, scopes, store)
+        rows[name], key = keys.create_key(name, scopes, store)
         printed.append((name, key))
     db.session.flush()
+    for extension in demo_extensions:
+        extension(rows)
     return printed

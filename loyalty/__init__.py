@@ -9,9 +9,11 @@ def init_app(app: Flask) -> None:
     from crm import signals
     from crm.api import api
     from crm.customers import profile_extensions
+    from crm.demo import demo_extensions
     from crm.privacy import export_sections
     from crm.timeline import timeline_sources
     from loyalty import (
+        demo,
         history,
         models,  # noqa: F401  (tables known to migrations)
     )
@@ -30,6 +32,7 @@ def init_app(app: Flask) -> None:
     signals.customer_merged.connect(on_merged)
     signals.customer_unmerged.connect(on_unmerged)
     for registry, part in ((profile_extensions, profile_extension),
+                           (demo_extensions, demo.load),
                            (timeline_sources, history.timeline_sources),
                            (export_sections, history.export_section)):
         if part not in registry:

@@ -24,3 +24,15 @@ def test_demo_loads_once_and_prints_working_keys(runner, client, factory):
     old = dict(line.split() for line in first.output.splitlines()[1:])
     r = client.get("/api/v1/stores", headers={"Authorization": f"Bearer {old['demo-admin']}"})
     assert r.status_code == 401
+
+
+def test_demo_members_have_points_tiers_and_coupons(runner, client, factory):
+    out = runner.invoke(args=["demo", "--customers", "60"]).output
+    keys = dict(line.split() for line in out.splitlines()[1:])
+    pos = {"Authorization": f"Bearer {keys['demo-pos-NYC01']}"}
+    points = client.get("/api/v1/customers/4/points", headers=pos).get_json()
+    assert points["balance"] > 0 and points["tier"] is not None
+    offers = client.get("/api/v1/offers",
+                        headers={"Authorization": f"Bearer {keys['demo-marketing']}"})
+    assert offers.get_json()["items"][0]["name"] == "Demo 10% off"
+    assert runner.invoke(args=["loyalty", "verify"]).exit_code == 0
