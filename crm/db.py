@@ -174,15 +174,21 @@ def bulk_insert(table: Any, rows: list[dict[str, Any]]) -> None:
     sql = (f"INSERT INTO {table.name} ({', '.join(columns)}) "
            f"VALUES ({', '.join([marker] * len(columns))})")
 
+    formatted: dict[datetime, str] = {}  # a batch has few distinct times
+
     def plain(value: Any) -> Any:
-        if sqlite and isinstance(value, datetime):
-            return value.astimezone(UTC).strftime(SQLITE_DATETIME)
-        if isinstance(value, (dict, list)):
+        if type(value) is datetime:
+            if not sqlite:
+                return value
+            if value not in formatted:
+                formatted[value] = value.astimezone(UTC).strftime(SQLITE_DATETIME)
+            return formatted[value]
+        if type(value) in (dict, list):
             return json.dumps(value)
         return value
 
-    db.session.connection().exec_driver_sql(
-        sql, [tuple(plain(row[c]) for c in columns) for row in rows])
+    values = [tuple(plain(row[c]) for c in columns) for row in rows]
+    db.session.connection().exec_driver_sql(sql, values)
 
 
 def allocate_ids(table: Any, count: int) -> list[int]:
