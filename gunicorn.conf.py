@@ -9,7 +9,8 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 accesslog = None  # the app writes its own structured request log
 
 # Must be set before the workers import prometheus_client.
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="crm-metrics-"))
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="crm-metrics-")
 
 
 def child_exit(server, worker):

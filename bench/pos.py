@@ -15,8 +15,11 @@ same bodies — and runs `flask loyalty verify` on the app's database.
 
 It prints requests/s, p50 and p99 of both, their ratio, and whether the targets (at
 least half the bare throughput, p99 under 25 ms) are met; it reports, it asserts no
-timing. Exit status: 0 when every request worked (2xx; a 409 "not enough points" is
-counted apart and allowed), every purchase answered is in the database and the ledger
+timing. It also prints the share of the CPUs that went to anything else during each load
+(another job on the machine makes the figures meaningless) and warns above 5%.
+
+Exit status: 0 when every request worked (2xx; a 409 "not enough points" is counted
+apart and allowed), every purchase answered is in the database and the ledger
 verifies; 1 otherwise; 2 when wrk or PostgreSQL is missing.
 """
 
@@ -35,6 +38,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,11 +49,11 @@ REPO = Path(__file__).resolve().parent.parent
 LUA = Path(__file__).resolve().parent / "purchases.lua"
 PG_HOST = "postgres@127.0.0.1:5432"
 PG_ADMIN = f"postgresql://{PG_HOST}/postgres"
-WORKERS = 2
 POINTS = 100_000  # per member: redemptions (50 points) never run out
 REDEEM_EVERY = 5
 TARGET_RATIO = 0.5
 TARGET_P99_MS = 25.0
+BUSY_WARNING = 0.05  # share of the CPUs used by other work during a load: warn above this
 
 
 @dataclass
@@ -79,9 +83,13 @@ class Load:
 class Run:
     server: str  # "app" or "bare"
     load: Load
-    warmup_2xx: int
+    warmup: Load | None
     rows: int  # purchases in the database afterwards
     log_errors: list[str] = field(default_factory=list)
+
+    @property
+    def warmup_2xx(self) -> int:
+        return int(self.warmup.s2xx) if self.warmup is not None else 0
 
 
 @dataclass
@@ -123,11 +131,11 @@ def wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) 
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 
-def start_gunicorn(wsgi: str, env: dict[str, str], port: int, tmp: Path,
-                   name: str) -> tuple[subprocess.Popen[bytes], Path]:
+def start_gunicorn(wsgi: str, env: dict[str, str], port: int, tmp: Path, name: str,
+                   workers: int) -> tuple[subprocess.Popen[bytes], Path]:
     metrics = tmp / f"metrics-{name}"
     metrics.mkdir()
-    env = {**env, "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(WORKERS),
+    env = {**env, "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers),
            "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
     log_path = tmp / f"gunicorn-{name}.log"
     with log_path.open("wb") as out:
@@ -153,18 +161,85 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def run_wrk(port: int, seconds: int, args: argparse.Namespace, key: str,
-            tag: str) -> Load:
+def run_wrk(port: int, seconds: int, args: argparse.Namespace, key: str, tag: str,
+            server_pid: int) -> Load:
     occurred_at = (datetime.now(UTC) - timedelta(minutes=1)).replace(microsecond=0)
     cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s",
            "--timeout", "10s", "-s", str(LUA), f"http://127.0.0.1:{port}/api/v1/purchases",
            "--", str(args.members), key, occurred_at.isoformat(), tag, str(REDEEM_EVERY)]
+    watch = CpuWatch(server_pid)
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
+    other = watch.other_share()
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH ")), None)
     if done.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     values = {k: float(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
+    values["other_cpu"] = other
     return Load(values, done.stderr.strip())
+
+
+def _cpu_total() -> tuple[int, int]:
+    """(all CPU time, busy CPU time) since boot, in clock ticks (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:9]]
+    return sum(fields), sum(fields) - fields[3] - fields[4]  # less idle and iowait
+
+
+def _processes() -> dict[int, tuple[int, str, int]]:
+    """{pid: (parent pid, command, CPU ticks used)} of every process (/proc/PID/stat)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = raw[raw.index("(") + 1:raw.rindex(")")]
+        rest = raw[raw.rindex(")") + 2:].split()
+        found[int(entry.name)] = (int(rest[1]), comm, int(rest[11]) + int(rest[12]))
+    return found
+
+
+def _ours(procs: dict[int, tuple[int, str, int]], root: int) -> dict[int, int]:
+    """CPU ticks of ``root`` and its descendants (gunicorn) and of PostgreSQL's processes."""
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+    tree, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        tree.add(pid)
+        todo.extend(children.get(pid, []))
+    return {pid: ticks for pid, (_, comm, ticks) in procs.items()
+            if pid in tree or comm in ("postgres", "postmaster")}
+
+
+class CpuWatch:
+    """How much of the machine's CPU went to anything but this benchmark (gunicorn's
+    processes, wrk, PostgreSQL) while it ran: another job on the machine (a test suite,
+    say) makes the figures meaningless, so it is reported next to them. Linux only;
+    elsewhere it reports 0."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        try:
+            self.total0, self.busy0 = _cpu_total()
+            self.ours0 = _ours(_processes(), server_pid)
+        except OSError:
+            self.total0 = None
+        self.children0 = os.times()
+
+    def other_share(self) -> float:
+        if self.total0 is None:
+            return 0.0
+        total, busy = _cpu_total()
+        ours1 = _ours(_processes(), self.server_pid)
+        ticks = sum(t - self.ours0.get(pid, 0) for pid, t in ours1.items())
+        now = os.times()  # wrk, once it has exited
+        tick = os.sysconf("SC_CLK_TCK")
+        ticks += round((now.children_user - self.children0.children_user
+                        + now.children_system - self.children0.children_system) * tick)
+        return max(0.0, (busy - self.busy0 - ticks) / max(total - self.total0, 1))
 
 
 def error_lines(log_path: Path) -> list[str]:
@@ -199,26 +274,28 @@ def count_rows(target: str, table: str) -> int:
 
         with psycopg.connect(target.replace("+psycopg", "")) as conn:
             return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-    with sqlite3.connect(target.removeprefix("sqlite:///")) as conn:
+    with closing(sqlite3.connect(target.removeprefix("sqlite:///"))) as conn:
         return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
 def drive(name: str, wsgi: str, env: dict[str, str], tmp: Path, key: str, db_target: str,
           args: argparse.Namespace, tag: str) -> Run:
     port = free_port()
-    log(f"  {name}: gunicorn {wsgi} ({WORKERS} workers) on :{port}")
-    proc, log_path = start_gunicorn(wsgi, env, port, tmp, name)
+    log(f"  {name}: gunicorn {wsgi} ({args.workers} workers) on :{port}")
+    proc, log_path = start_gunicorn(wsgi, env, port, tmp, name, args.workers)
     try:
-        warm_2xx = 0
+        warm = None
         if args.warmup:
             log(f"  {name}: warm-up {args.warmup} s")
-            warm = run_wrk(port, args.warmup, args, key, f"{tag}w")
-            warm_2xx = int(warm.s2xx)
+            warm = run_wrk(port, args.warmup, args, key, f"{tag}w", proc.pid)
         log(f"  {name}: load {args.seconds} s, {args.connections} connections")
-        load = run_wrk(port, args.seconds, args, key, tag)
+        load = run_wrk(port, args.seconds, args, key, tag, proc.pid)
     finally:
         stop(proc)
-    return Run(name, load, warm_2xx, count_rows(db_target, "purchases"),
+    if load.other_cpu > BUSY_WARNING:
+        log(f"  {name}: {load.other_cpu:.0%} of the CPUs went to other work during the load: "
+            "figures unreliable")
+    return Run(name, load, warm, count_rows(db_target, "purchases"),
                error_lines(log_path))
 
 
@@ -247,10 +324,12 @@ def run_db(kind: str, args: argparse.Namespace) -> DbResult:
         log(f"[{kind}] fresh database, migrations")
         flask(env, "db", "upgrade")
         log(f"[{kind}] {args.members} members with {POINTS} points each")
-        seeded = json.loads(subprocess.run(
+        done = subprocess.run(
             [sys.executable, "-m", "bench.seed", str(args.members), str(POINTS)],
-            cwd=REPO, env=env, capture_output=True, text=True, check=True,
-            timeout=600).stdout.strip().splitlines()[-1])
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"bench.seed failed:\n{done.stderr[-3000:]}")
+        seeded = json.loads(done.stdout.strip().splitlines()[-1])
         if (seeded["first_id"], seeded["last_id"]) != (1, args.members):
             raise RuntimeError(f"members are not ids 1..{args.members}: {seeded}")
         init_db(bare_target, args.members, POINTS)
@@ -290,17 +369,18 @@ def check(result: DbResult, connections: int) -> None:
         load = run.load
         if load.s2xx == 0:
             result.problems.append(f"{run.server}: no request succeeded")
-        if load.failures:
-            result.problems.append(
-                f"{run.server}: {load.failures} failed requests (4xx other than 409: "
-                f"{load.s4xx:.0f}, 5xx: {load.s5xx:.0f}, other: {load.sother:.0f}, socket "
-                f"errors: {load.socket_errors})")
-        if run.server == "bare" and load.s409:
-            result.problems.append(f"bare: {load.s409:.0f} 409 answers")
+        for phase, x in (("warm-up", run.warmup), ("load", load)):
+            if x is not None and x.failures:
+                result.problems.append(
+                    f"{run.server} {phase}: {x.failures} failed requests (4xx other than "
+                    f"409: {x.s4xx:.0f}, 5xx: {x.s5xx:.0f}, other: {x.sother:.0f}, socket "
+                    f"errors: {x.socket_errors})")
+            if x is not None and run.server == "bare" and x.s409:
+                result.problems.append(f"bare {phase}: {x.s409:.0f} 409 answers")
         # wrk stops counting at its deadline: requests in flight then (at most one per
         # connection, per wrk run) are written but not counted.
         answered = run.warmup_2xx + int(load.s2xx)
-        in_flight = connections * (2 if run.warmup_2xx else 1)
+        in_flight = connections * (2 if run.warmup else 1)
         if not answered <= run.rows <= answered + in_flight:
             result.problems.append(f"{run.server}: {run.rows} purchases in the database but "
                                    f"{answered} answered 2xx (and at most {in_flight} in "
@@ -317,13 +397,14 @@ def check(result: DbResult, connections: int) -> None:
 
 def report(results: list[DbResult], args: argparse.Namespace) -> None:
     print()
-    print(f"POST /api/v1/purchases: gunicorn {WORKERS} sync workers, wrk {args.threads} "
+    print(f"POST /api/v1/purchases: gunicorn {args.workers} sync workers, wrk {args.threads} "
           f"threads / {args.connections} connections, {args.seconds} s after {args.warmup} s "
           f"warm-up, {args.members} members, 1 in {REDEEM_EVERY} redeeming 50 points; "
           f"{os.cpu_count()} CPUs (wrk and the database share them)")
     print()
     head = (f"{'db':<9}{'server':<7}{'req/s':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}"
-            f"{'max ms':>9}{'requests':>10}{'non-2xx':>9}{'409':>6}{'sock err':>9}")
+            f"{'max ms':>9}{'requests':>10}{'non-2xx':>9}{'409':>6}{'sock err':>9}"
+            f"{'other CPU':>10}")
     print(head)
     print("-" * len(head))
     for r in results:
@@ -333,7 +414,13 @@ def report(results: list[DbResult], args: argparse.Namespace) -> None:
             x = run.load
             print(f"{r.db:<9}{run.server:<7}{x.rps:>9.1f}{x.p50_ms:>9.2f}{x.p90_ms:>9.2f}"
                   f"{x.p99_ms:>9.2f}{x.max_ms:>9.2f}{x.requests:>10.0f}"
-                  f"{x.requests - x.s2xx:>9.0f}{x.s409:>6.0f}{x.socket_errors:>9}")
+                  f"{x.requests - x.s2xx:>9.0f}{x.s409:>6.0f}{x.socket_errors:>9}"
+                  f"{x.other_cpu:>10.0%}")
+    busy = [(r.db, run.server, run.load.other_cpu) for r in results
+            for run in (r.app, r.bare) if run is not None and run.load.other_cpu > BUSY_WARNING]
+    for db, server, share in busy:
+        print(f"WARNING: {db} {server}: {share:.0%} of the CPUs went to other work on the "
+              "machine during the load; these figures are not reliable")
     print()
     print(f"Targets: app/bare throughput >= {TARGET_RATIO}, app p99 < {TARGET_P99_MS:.0f} ms")
     for r in results:
@@ -371,15 +458,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=None, help="load per server (10)")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="gunicorn workers for both servers (2, the target's setting)")
     parser.add_argument("--members", type=int, default=None, help="(2000)")
     parser.add_argument("--warmup", type=int, default=None,
-                        help="seconds of load before measuring (2; 1 with --smoke)")
+                        help="seconds of load before measuring (2; none with --smoke)")
     parser.add_argument("--smoke", action="store_true",
                         help="a short run with few members, to check it all works (CI)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the temporary folder and databases")
     args = parser.parse_args(argv)
-    smoke = {"seconds": 2, "members": 50, "warmup": 1}
+    smoke = {"seconds": 2, "members": 50, "warmup": 0}
     full = {"seconds": 10, "members": 2000, "warmup": 2}
     for name, value in (smoke if args.smoke else full).items():
         if getattr(args, name) is None:

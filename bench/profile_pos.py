@@ -34,6 +34,9 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--log-level", default="WARNING",
+                        help="the app's LOG_LEVEL (INFO: one JSON line per request)")
+    parser.add_argument("--save", metavar="FILE", help="save the pstats data to FILE")
     parser.add_argument("--sql", action="store_true",
                         help="also print the SQL statements of one redeeming purchase")
     parser.add_argument("--no-profile", action="store_true",
@@ -48,7 +51,7 @@ def main() -> int:
     else:
         url = f"sqlite:///{tmp / 'crm.db'}"
     env = {**os.environ, "FLASK_APP": "wsgi", "DATABASE_URL": url,
-           "INSTANCE_PATH": str(tmp / "instance"), "LOG_LEVEL": "WARNING",
+           "INSTANCE_PATH": str(tmp / "instance"), "LOG_LEVEL": args.log_level,
            "RATELIMIT_DEFAULT": "1000000 per minute"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     try:
@@ -112,6 +115,8 @@ def main() -> int:
         print(f"{args.requests} purchases on {args.db} through the test client, one at a "
               f"time: {elapsed / args.requests * 1000:.2f} ms each"
               + ("" if args.no_profile else " under cProfile (which slows it down)"))
+        if args.save and not args.no_profile:
+            profiler.dump_stats(args.save)
         for order in () if args.no_profile else ("tottime", "cumulative"):
             out = io.StringIO()
             stats = pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(order)

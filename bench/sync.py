@@ -18,7 +18,7 @@ from pathlib import Path
 
 import flask_migrate
 import psycopg
-from sqlalchemy import insert, make_url
+from sqlalchemy import insert, make_url, text
 
 from crm import create_app, keys
 from crm.db import db
@@ -59,6 +59,9 @@ def seed_in_store(count: int) -> None:
         {"customer_id": n + 1, "kind": "email" if n % 2 == 0 else "phone",
          "value": f"store{n}@example.com" if n % 2 == 0 else _phone(n), "created_at": NOW}
         for n in range(count)])
+    if db.engine.dialect.name == "postgresql":  # the ids above were given explicitly
+        db.session.execute(text("SELECT setval(pg_get_serial_sequence('customers', 'id'), "
+                                "(SELECT max(id) FROM customers))"))
     db.session.commit()
 
 
