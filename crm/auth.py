@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from flask import g, request
 
+from crm.db import db, is_sqlite, read_only
 from crm.errors import Forbidden, Unauthorized
 from crm.keys import authenticate
 from crm.models import ApiKey
@@ -22,7 +23,12 @@ def load_key() -> None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
-        g.api_key = authenticate(token.strip())
+        with read_only():
+            g.api_key = authenticate(token.strip())
+        if is_sqlite():
+            # End the read now: a write transaction (and SQLite's write lock) then begins
+            # at the request's first write, not for the whole request.
+            db.session.commit()
 
 
 def current_key() -> ApiKey:

@@ -10,7 +10,9 @@ so readers never wait on writers.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +41,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, registry
+from sqlalchemy.pool import Pool
 from sqlalchemy.types import TypeDecorator
 
 # Primary keys of tables that grow without bound: BIGINT on PostgreSQL, and on SQLite the
@@ -141,10 +144,60 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+class _WriterQueue:
+    """Writers to one SQLite file wait for each other on an exclusive flock, in the
+    kernel, and are woken the moment the lock is free. Left to SQLite alone, a waiting
+    writer sleeps in its busy handler (1, 2, 5 ... up to 100 ms between tries) and the
+    last writer tends to win again: long tails under concurrent tills."""
+
+    KEY = "crm_writer_lock"
+
+    @classmethod
+    def acquire(cls, conn: Any) -> None:
+        info = conn.connection.info
+        if cls.KEY not in info:
+            path = f"{conn.engine.url.database}.writer-lock"
+            info[cls.KEY] = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(info[cls.KEY], fcntl.LOCK_EX)
+        info["crm_writer_locked"] = True
+
+    @classmethod
+    def release(cls, conn: Any) -> None:
+        info = conn.connection.info
+        if info.pop("crm_writer_locked", False):
+            fcntl.flock(info[cls.KEY], fcntl.LOCK_UN)
+
+
+def _file_database(conn: Any) -> bool:
+    return conn.dialect.name == "sqlite" and conn.engine.url.database not in (None, "",
+                                                                             ":memory:")
+
+
 @event.listens_for(Engine, "begin")
 def _begin_sqlite(conn: Any) -> None:
-    if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write_intent.get() else "BEGIN")
+    if conn.dialect.name != "sqlite":
+        return
+    if write_intent.get():
+        if _file_database(conn):
+            _WriterQueue.acquire(conn)
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")
+
+
+@event.listens_for(Engine, "commit")
+@event.listens_for(Engine, "rollback")
+def _end_sqlite(conn: Any) -> None:
+    if conn.dialect.name == "sqlite" and not conn.closed:
+        _WriterQueue.release(conn)
+
+
+@event.listens_for(Pool, "checkin")
+@event.listens_for(Pool, "invalidate")
+def _never_keep_the_writer_lock(dbapi_connection: Any, record: Any, *_: Any) -> None:
+    """A connection back in the pool (or thrown away) never holds the writer lock."""
+    if record is not None and record.info.pop("crm_writer_locked", False):
+        fcntl.flock(record.info[_WriterQueue.KEY], fcntl.LOCK_UN)
 
 
 def is_sqlite() -> bool:

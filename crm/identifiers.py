@@ -22,7 +22,7 @@ _EXTERNAL = re.compile(r"^[\x21-\x7e]{1,64}$")  # printable ASCII, no spaces
 # here in a microsecond instead of some tens; anything else goes to email-validator.
 _PLAIN_EMAIL = re.compile(
     r"^(?=[^@]{1,64}@)(?=.{6,254}$)[a-z0-9](?:[a-z0-9_+-]|\.(?=[a-z0-9_+-]))*"
-    r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+    r"@(?:(?![a-z0-9]{2}--)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _SPECIAL_USE_TLDS = {"arpa", "invalid", "local", "localhost", "onion", "test"}
 
 

@@ -9,7 +9,7 @@ local = st.from_regex(r"[a-z0-9][a-z0-9._+-]{0,20}", fullmatch=True)
 domain = st.from_regex(r"([a-z0-9-]{1,10}\.){1,3}[a-z]{2,6}", fullmatch=True)
 
 
-@settings(max_examples=400)
+@settings(max_examples=1000)
 @given(local=local, domain=domain)
 def test_the_fast_path_agrees_with_email_validator(local, domain):
     address = f"{local}@{domain}"
