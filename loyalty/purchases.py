@@ -129,16 +129,10 @@ class Context:
 
 
 def _context(store: Store, key: ApiKey, at: datetime) -> Context:
-    return Context(settings.program(), settings.tiers(), _active_rules(at), store,
-                   actor_of(key))
-
-
-def _active_rules(at: datetime) -> list[EarningRule]:
-    return list(db.session.scalars(select(EarningRule).where(
-        EarningRule.active,
-        (EarningRule.valid_from.is_(None)) | (EarningRule.valid_from <= at),
-        (EarningRule.valid_to.is_(None)) | (EarningRule.valid_to > at),
-    ).order_by(EarningRule.id)))
+    cached = settings.snapshot()
+    rules = [r for r in cached.rules if (r.valid_from is None or r.valid_from <= at)
+             and (r.valid_to is None or r.valid_to > at)]
+    return Context(cached.program, cached.tiers, rules, store, actor_of(key))
 
 
 def _period_start(period: str, local: datetime) -> datetime:
@@ -298,18 +292,22 @@ def record_purchase(data: dict[str, Any], key: ApiKey) -> tuple[dict[str, Any], 
 
     ctx = _context(store, key, purchase.occurred_at)
     held = _held_returns(purchase)
-    db.session.add_all(PurchaseLine(purchase_id=purchase.id, sku=line.sku,
-                                    category=line.category, quantity=line.quantity,
-                                    unit_price=line.unit_price, amount=line.amount,
-                                    earns=line.earns) for line in lines)
-    account = ledger.lock_account(customer.id) if customer else None
-    checks = _use_coupons(purchase, data.get("coupon_codes") or [], lines, customer, store)
-    if customer is not None:
-        if redeem:
-            _redeem(purchase, account, redeem, ctx)
-        _award(purchase, customer, account, lines, ctx, checks)
-    coupons.redeem(checks, purchase.id, purchase.customer_id)
-    purchase.coupons_applied = coupons.applied(checks, purchase.currency)
+    # Nothing read below depends on what this sale adds, so it is all written by one
+    # flush at the end rather than before every query.
+    with db.session.no_autoflush:
+        db.session.add_all(PurchaseLine(purchase_id=purchase.id, sku=line.sku,
+                                        category=line.category, quantity=line.quantity,
+                                        unit_price=line.unit_price, amount=line.amount,
+                                        earns=line.earns) for line in lines)
+        account = ledger.lock_account(customer.id) if customer else None
+        checks = _use_coupons(purchase, data.get("coupon_codes") or [], lines, customer,
+                              store)
+        if customer is not None:
+            if redeem:
+                _redeem(purchase, account, redeem, ctx)
+            _award(purchase, customer, account, lines, ctx, checks)
+        coupons.redeem(checks, purchase.id, purchase.customer_id)
+        purchase.coupons_applied = coupons.applied(checks, purchase.currency)
     _apply_held_returns(held, purchase, ctx)
     _finish(purchase, account, ctx)
     signals.purchase_recorded.send(current_app._get_current_object(), purchase=purchase)

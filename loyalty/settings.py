@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
+
+from flask import current_app
 
 from sqlalchemy import Select, select
 
@@ -10,6 +15,44 @@ from crm.db import db, get_or_404
 from crm.errors import Conflict, Invalid
 from crm.money import amounts_to_minor
 from loyalty.models import EarningRule, Program, Tier
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Plain copies of the program, its tiers (lowest first) and active earning rules,
+    for the purchase path. They change rarely and are read by every sale."""
+
+    program: Any
+    tiers: list[Any]
+    rules: list[Any]
+    taken_at: float
+
+
+_snapshot: Snapshot | None = None
+
+
+def _plain(row: Any) -> SimpleNamespace:
+    return SimpleNamespace(**{c.key: getattr(row, c.key) for c in row.__table__.columns})
+
+
+def snapshot() -> Snapshot:
+    """The settings as of at most SETTINGS_CACHE_SECONDS ago (changes made through this
+    process show at once; other nodes see them within that time)."""
+    global _snapshot
+    ttl = current_app.config["SETTINGS_CACHE_SECONDS"]
+    if _snapshot is None or time.monotonic() - _snapshot.taken_at >= ttl:
+        _snapshot = Snapshot(
+            _plain(program()), [_plain(t) for t in tiers()],
+            [_plain(r) for r in db.session.scalars(
+                select(EarningRule).where(EarningRule.active).order_by(EarningRule.id))],
+            time.monotonic())
+    return _snapshot
+
+
+def forget() -> None:
+    """Settings changed: the next sale reads them afresh."""
+    global _snapshot
+    _snapshot = None
 
 
 def program() -> Program:
@@ -23,6 +66,7 @@ def program() -> Program:
 
 
 def update_program(data: dict[str, Any]) -> Program:
+    forget()
     row = program()
     for field, value in data.items():
         setattr(row, field, value)
@@ -49,6 +93,7 @@ def _check_tier(data: dict[str, Any], tier_id: int | None) -> None:
 
 
 def create_tier(data: dict[str, Any]) -> Tier:
+    forget()
     data = _program_money(data, "threshold_spend")
     _check_tier(data, None)
     tier = Tier(**data)
@@ -62,6 +107,7 @@ def get_tier(tier_id: int) -> Tier:
 
 
 def update_tier(tier_id: int, data: dict[str, Any]) -> Tier:
+    forget()
     tier = get_tier(tier_id)
     data = _program_money(data, "threshold_spend")
     _check_tier(data, tier_id)
@@ -72,6 +118,7 @@ def update_tier(tier_id: int, data: dict[str, Any]) -> Tier:
 
 
 def delete_tier(tier_id: int) -> None:
+    forget()
     from loyalty.models import Account
 
     tier = get_tier(tier_id)
@@ -101,6 +148,7 @@ def rules() -> Select[tuple[EarningRule]]:
 
 
 def create_rule(data: dict[str, Any]) -> EarningRule:
+    forget()
     rule = EarningRule(**_program_money(data, "min_spend"))
     _check_rule(rule)
     db.session.add(rule)
@@ -113,6 +161,7 @@ def get_rule(rule_id: int) -> EarningRule:
 
 
 def update_rule(rule_id: int, data: dict[str, Any]) -> EarningRule:
+    forget()
     rule = get_rule(rule_id)
     for field, value in _program_money(data, "min_spend").items():
         setattr(rule, field, value)
@@ -122,6 +171,7 @@ def update_rule(rule_id: int, data: dict[str, Any]) -> EarningRule:
 
 
 def delete_rule(rule_id: int) -> None:
+    forget()
     """Rules that gave points are kept for the record and switched off instead."""
     rule = get_rule(rule_id)
     rule.active = False

@@ -21,6 +21,7 @@ from werkzeug.serving import make_server
 from crm import create_app
 from crm.db import db, write_intent
 from crm.limits import limiter
+from loyalty import settings
 from tests.factories import Factory
 
 
@@ -81,6 +82,7 @@ def _fresh_state(app: Flask) -> Iterator[None]:
     yield
     _empty_tables(app)
     limiter.reset()
+    settings.forget()
 
 
 class RequestClient(FlaskClient):
