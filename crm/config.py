@@ -24,8 +24,8 @@ DEFAULTS: dict[str, Any] = {
     "RATELIMIT_DEFAULT": "6000 per minute",
     "RATELIMIT_ENABLED": True,
     "COUPON_GUESS_LIMIT": "30 per minute",
-    "BLOCKED_IDENTIFIERS": [],
-    "SETTINGS_CACHE_SECONDS": 5.0,  # program, tiers, rules: how stale a node may see them  # "kind:value", never used to match customers
+    "BLOCKED_IDENTIFIERS": [],  # "kind:value", never used to match customers
+    "SETTINGS_CACHE_SECONDS": 5.0,  # program, tiers, rules: how stale a node may see them
     "SCHEDULER_EMBEDDED": False,
     "SQLITE_BUSY_TIMEOUT_S": 15.0,
     "MAX_CONTENT_LENGTH": 4 * 1024 * 1024,

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 from typing import Any
 
 from flask import current_app
-
 from sqlalchemy import Select, select
 
 from crm.db import db, get_or_404
