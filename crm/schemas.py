@@ -215,20 +215,12 @@ ApiKeyPageSchema = page_of(ApiKeySchema, "ApiKeyPage")
 CustomerPageSchema = page_of(CustomerSchema, "CustomerPage")
 
 
-class SyncMemberSchema(Schema):
+class SyncMemberSchema(CustomerInSchema):
     """One shop member in a sync batch; checked one by one, so one bad member never
     fails the batch."""
 
     external_id = fields.String(required=True, validate=validate.Length(1, 64))
     updated_at = fields.AwareDateTime(required=True)
-    email = fields.String(allow_none=True, validate=validate.Length(max=320))
-    phone = fields.String(allow_none=True, validate=validate.Length(max=40))
-    card_number = fields.String(allow_none=True, validate=validate.Length(max=64))
-    first_name = Text(allow_none=True, validate=validate.Length(1, 100))
-    last_name = Text(allow_none=True, validate=validate.Length(1, 100))
-    birthday = fields.Date(allow_none=True, validate=_past_birthday)
-    city = Text(allow_none=True, validate=validate.Length(1, 100))
-    consent = fields.Nested(ConsentSchema)
 
 
 class SyncInSchema(Schema):
