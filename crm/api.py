@@ -60,6 +60,12 @@ class _Parser(FlaskParser):
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = _Parser()
 
+    def arguments(self, schema: Any, *args: Any, **kwargs: Any) -> Any:
+        # One schema instance per endpoint, made here: given a class, webargs would
+        # build a new schema (and its nested ones) for every request.
+        return super().arguments(schema() if isinstance(schema, type) else schema,
+                                 *args, **kwargs)
+
 
 class IdConverter(IntegerConverter):
     """``<id:name>``: a positive id that fits a BIGINT; anything else is a 404, not a
