@@ -142,6 +142,8 @@ def update_customer(customer_id: int, data: dict[str, Any], source: str = "api")
     if customer.merged_into_id is not None:
         raise Conflict(f"This record was merged into customer {customer.merged_into_id}.",
                        merged_into=customer.merged_into_id)
+    if customer.erased_at is not None:
+        raise Conflict("This customer's data was erased; create a new customer instead.")
     identifiers = normalize_fields(data, blocked_values())
     _ensure_free(identifiers, customer.id)
     for kind, value in identifiers.items():

@@ -78,6 +78,8 @@ def test_erasure_removes_personal_data_and_keeps_totals(client, factory):
     assert db.session.scalar(select(func.count()).select_from(AuditEvent)
                              .where(AuditEvent.action == "erase")) == 1
     assert client.delete(f"/api/v1/customers/{c.id}", headers=pos).status_code == 403
+    assert client.patch(f"/api/v1/customers/{c.id}", headers=factory.headers("shop"),
+                        json={"first_name": "Back"}).status_code == 409
 
 
 def test_timeline_in_time_order_and_paginated(client, factory):
