@@ -3,6 +3,7 @@ whose assets are served from the swagger-ui-bundle package (no CDN)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import flask
@@ -55,6 +56,14 @@ class _Parser(FlaskParser):
     DEFAULT_UNKNOWN_BY_LOCATION = dict.fromkeys(
         FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION, RAISE
     )
+
+    def _raw_load_json(self, req: Any) -> Any:
+        try:
+            return super()._raw_load_json(req)
+        except ValueError as e:  # e.g. an integer of more than 4300 digits
+            if isinstance(e, json.JSONDecodeError):
+                raise
+            self._handle_invalid_json_error(json.JSONDecodeError(str(e), "", 0), req)
 
 
 class Blueprint(flask_smorest.Blueprint):

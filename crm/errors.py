@@ -9,7 +9,7 @@ from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Response, current_app, g, json
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("crm.errors")
@@ -122,6 +122,19 @@ def http_problem(error: HTTPException) -> Response:
     return problem(status, detail=detail, headers=headers)
 
 
+class NulCharacter(DomainError):
+    status, slug, title = 400, "nul-character", "Text with a NUL character"
+
+
+def refuse_nul_characters() -> None:
+    """before_request: text may not contain U+0000 (PostgreSQL cannot store it)."""
+    from flask import request
+
+    if b"\\u0000" in request.get_data(cache=True) or "\x00" in request.query_string.decode(
+            "utf-8", "replace").replace("%00", "\x00"):
+        raise NulCharacter("Text may not contain the NUL character (\\u0000).")
+
+
 def register_error_handlers(app: Flask) -> None:
     from crm.db import db
 
@@ -140,6 +153,15 @@ def register_error_handlers(app: Flask) -> None:
         return problem(409, Conflict.title,
                        "A concurrent request changed the same data; retry the request.",
                        slug="concurrent-write")
+
+    @app.errorhandler(DataError)
+    def _data(error: DataError) -> Response:
+        # A value the database cannot hold (a number out of range...): the schemas
+        # should have refused it; answer as the invalid input it is.
+        db.session.rollback()
+        log.warning("data error answered 422: %s", error.orig)
+        return problem(422, Invalid.title, "A value is out of the range that can be stored.",
+                       slug="out-of-range")
 
     @app.errorhandler(OperationalError)
     def _operational(error: OperationalError) -> Response:

@@ -21,7 +21,7 @@ from crm.db import db, insert_ignoring_conflicts
 from crm.errors import Conflict, Invalid
 from crm.models import IdempotencyKey
 
-_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+_KEY = re.compile(r"^[\x21-\x7e]{1,200}\Z")
 
 
 def _claim(api_key_id: int, key: str, request_hash: str) -> IdempotencyKey | None:

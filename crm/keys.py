@@ -16,7 +16,7 @@ from crm.db import db, get_or_404, utcnow
 from crm.errors import Invalid
 from crm.models import SCOPES, ApiKey, Store
 
-_KEY = re.compile(r"^crm_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$")
+_KEY = re.compile(r"^crm_([a-z0-9]{12})_([A-Za-z0-9_-]{43})\Z")
 
 
 def _hash(key: str) -> str:

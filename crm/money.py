@@ -9,7 +9,7 @@ from typing import Any
 
 from babel.numbers import get_currency_precision
 
-AMOUNT = re.compile(r"^\d{1,13}(\.\d{1,4})?$")
+AMOUNT = re.compile(r"^\d{1,13}(\.\d{1,4})?\Z")
 
 
 class InvalidAmount(ValueError):

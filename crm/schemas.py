@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import re
 import zoneinfo
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -27,7 +27,7 @@ class DecimalString(fields.String):
     """An exact decimal given as a string ("1.5") or an integer, never a float; loaded
     as a Decimal within [minimum, maximum]."""
 
-    PATTERN = r"^\d{1,9}(\.\d{1,6})?$"
+    PATTERN = r"^\d{1,9}(\.\d{1,6})?\Z"
 
     def __init__(self, minimum: str = "0", maximum: str = "1000000000", *,
                  exclusive_minimum: bool = False, **kwargs: Any) -> None:
@@ -57,13 +57,33 @@ class Amount(fields.String):
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("validate", validate.Regexp(
-            r"^\d{1,13}(\.\d{1,4})?$", error='An amount is a decimal string such as "12.30".'))
+            r"^\d{1,13}(\.\d{1,4})?\Z", error='An amount is a decimal string such as "12.30".'))
         super().__init__(**kwargs)
 
 
 @functools.cache
 def _timezones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
+
+
+EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+
+
+class Moment(fields.AwareDateTime):
+    """A point in time with its offset, between 2000 and 2100 (a clock set to year 1 or
+    9999 is a mistake, and would overflow date arithmetic)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        if not EARLIEST <= moment < LATEST:
+            raise ValidationError("A time between 2000 and 2100.")
+        return moment
+
+
+def not_in_the_future(moment: datetime) -> None:
+    """For times reported by tills: a day of clock drift is tolerated."""
+    if moment > datetime.now(UTC) + timedelta(days=1):
+        raise ValidationError("In the future.")
 
 
 def _timezone(name: str) -> None:
@@ -108,7 +128,7 @@ class StoreSchema(Schema):
     code = fields.String(
         required=True,
         validate=validate.Regexp(
-            r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$",
+            r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}\Z",
             error="1 to 32 letters, digits, '-' or '_', starting with a letter or digit.",
         ),
     )
@@ -220,7 +240,7 @@ class SyncMemberSchema(CustomerInSchema):
     fails the batch."""
 
     external_id = fields.String(required=True, validate=validate.Length(1, 64))
-    updated_at = fields.AwareDateTime(required=True)
+    updated_at = Moment(required=True)
 
 
 def _batch(items: Any) -> None:

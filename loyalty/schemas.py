@@ -12,15 +12,17 @@ from crm.schemas import (
     Amount,
     CustomerRefSchema,
     DecimalString,
+    Moment,
     PageArgs,
     Text,
     _currency,
+    not_in_the_future,
     page_of,
 )
 from loyalty.models import CAP_PERIODS, OFFER_KINDS, ROUNDING
 
 MAX_POINTS = 1_000_000_000
-RECEIPT = validate.Regexp(r"^[\x21-\x7e]{1,64}$",
+RECEIPT = validate.Regexp(r"^[\x21-\x7e]{1,64}\Z",
                           error="1 to 64 printable characters, no spaces.")
 
 
@@ -86,8 +88,8 @@ class EarningRuleSchema(_ProgramMoney):
                               load_default=list)
     weekdays = fields.List(fields.Integer(strict=True, validate=validate.Range(0, 6)),
                            load_default=list, metadata={"description": "0 is Monday."})
-    valid_from = fields.AwareDateTime(allow_none=True)
-    valid_to = fields.AwareDateTime(allow_none=True)
+    valid_from = Moment(allow_none=True)
+    valid_to = Moment(allow_none=True)
     first_purchase = fields.Boolean(load_default=False)
     birthday_month = fields.Boolean(load_default=False)
     min_spend = Amount(allow_none=True, metadata={"description": "In the program's currency."})
@@ -111,7 +113,7 @@ class PurchaseInSchema(Schema):
                                metadata={"description": "Implied by a till's key."})
     receipt_id = fields.String(required=True, validate=RECEIPT)
     customer = fields.Nested(CustomerRefSchema)
-    occurred_at = fields.AwareDateTime(required=True)
+    occurred_at = Moment(required=True, validate=not_in_the_future)
     currency = fields.String(required=True, validate=_currency)
     total = Amount(required=True)
     lines = fields.List(fields.Nested(LineSchema), required=True,
@@ -283,7 +285,7 @@ class OfferSchema(Schema):
 class CouponRequestSchema(Schema):
     count = fields.Integer(strict=True, validate=validate.Range(1, 100_000))
     prefix = fields.String(load_default="", validate=validate.Regexp(
-        r"^[A-Z0-9]{0,10}-?$", error="Up to 10 capital letters or digits, and a dash."))
+        r"^[A-Z0-9]{0,10}-?\Z", error="Up to 10 capital letters or digits, and a dash."))
     length = fields.Integer(strict=True, load_default=10, validate=validate.Range(6, 20))
     customer_id = fields.Integer(strict=True, validate=validate.Range(1, 2**63 - 1))
 
@@ -363,7 +365,7 @@ class RewardSchema(Schema):
     name = Text(required=True, validate=validate.Length(1, 100))
     points_cost = fields.Integer(strict=True, required=True,
                                  validate=validate.Range(1, MAX_POINTS))
-    offer_id = fields.Integer(strict=True, required=True)
+    offer_id = fields.Integer(strict=True, required=True, validate=validate.Range(1, 2**31 - 1))
     stock = fields.Integer(strict=True, allow_none=True, validate=validate.Range(0, 10**9))
     per_customer_limit = fields.Integer(strict=True, allow_none=True,
                                         validate=validate.Range(1, 10**6))

@@ -43,12 +43,12 @@ def test_store_weekday_and_date_range_use_the_store_local_day(till, factory, rul
     assert earned(till, {"id": c.id}, occurred_at=MONDAY_NIGHT_UTC) == 110
     assert earned(till, {"id": c.id},
                   occurred_at=datetime(2026, 11, 23, 12, 0, tzinfo=UTC)) == 100
-    rule(kind="fixed", value="5", valid_from="2026-12-03T00:00:00+01:00",
-         valid_to="2026-12-04T00:00:00+01:00")
+    rule(kind="fixed", value="5", valid_from="2026-11-12T00:00:00+01:00",
+         valid_to="2026-11-13T00:00:00+01:00")
     assert earned(till, {"id": c.id},
-                  occurred_at=datetime(2026, 12, 3, 10, 0, tzinfo=UTC)) == 105
+                  occurred_at=datetime(2026, 11, 12, 10, 0, tzinfo=UTC)) == 105
     assert earned(till, {"id": c.id},
-                  occurred_at=datetime(2026, 12, 4, 10, 0, tzinfo=UTC)) == 100
+                  occurred_at=datetime(2026, 11, 13, 10, 0, tzinfo=UTC)) == 100
 
 
 def test_first_purchase_and_birthday_month(till, factory, rule):
