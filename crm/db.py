@@ -47,6 +47,8 @@ from sqlalchemy.types import TypeDecorator
 # Primary keys of tables that grow without bound: BIGINT on PostgreSQL, and on SQLite the
 # INTEGER that aliases the rowid (a BIGINT column there would not autoincrement).
 BigId = BigInteger().with_variant(Integer, "sqlite")
+# Money in minor units and points: 64-bit everywhere (SQLite's INTEGER already is).
+BigInt = BigInteger().with_variant(Integer, "sqlite")
 
 
 def utcnow() -> datetime:

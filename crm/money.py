@@ -9,6 +9,7 @@ from typing import Any
 
 from babel.numbers import get_currency_precision
 
+MAX_MINOR = 10**12  # no single amount above this (10 billion units of a 2-decimal currency)
 AMOUNT = re.compile(r"^\d{1,13}(\.\d{1,4})?\Z")
 
 
@@ -29,7 +30,10 @@ def to_minor(amount: str, currency: str) -> int:
     _, _, fraction = amount.partition(".")
     if len(fraction.rstrip("0")) > places:
         raise InvalidAmount(f"{currency} amounts have at most {places} decimals.")
-    return int(Decimal(amount).scaleb(places))
+    minor = int(Decimal(amount).scaleb(places))
+    if minor > MAX_MINOR:
+        raise InvalidAmount("That amount is larger than any this service takes.")
+    return minor
 
 
 def to_amount(minor: int, currency: str) -> str:

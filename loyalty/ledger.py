@@ -257,7 +257,8 @@ def verify() -> list[dict[str, int]]:
         .outerjoin(lots, lots.c.customer_id == Account.customer_id)
     )
     problems = []
-    for cid, balance, pending, l_points, l_pending, spendable, locked in rows:
+    for row in rows:  # sums of BIGINT are NUMERIC on PostgreSQL: back to int
+        cid, balance, pending, l_points, l_pending, spendable, locked = map(int, row)
         if (balance, pending) != (l_points, l_pending) or \
                 (max(balance, 0), pending) != (spendable, locked):
             problems.append({"customer_id": cid, "balance": balance, "pending": pending,

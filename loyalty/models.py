@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from crm.db import BigId, DecimalText, db, utcnow
+from crm.db import BigId, BigInt, DecimalText, db, utcnow
 
 ROUNDING = ("floor", "round", "ceil")
 LEDGER_KINDS = ("earn", "pending", "release", "redeem", "expire", "reverse", "restore",
@@ -51,8 +51,9 @@ class Tier(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(50), unique=True)
-    threshold_points: Mapped[int | None]
-    threshold_spend: Mapped[int | None]  # minor units of the program currency
+    threshold_points: Mapped[int | None] = mapped_column(BigInt)
+    # minor units of the program currency
+    threshold_spend: Mapped[int | None] = mapped_column(BigInt)
     window_days: Mapped[int] = mapped_column(default=365)
     multiplier: Mapped[Decimal] = mapped_column(DecimalText, default=Decimal(1))
     benefits: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -77,8 +78,8 @@ class EarningRule(db.Model):
     valid_to: Mapped[datetime | None]
     first_purchase: Mapped[bool] = mapped_column(default=False)
     birthday_month: Mapped[bool] = mapped_column(default=False)
-    min_spend: Mapped[int | None]  # minor units
-    cap_points: Mapped[int | None]
+    min_spend: Mapped[int | None] = mapped_column(BigInt)  # minor units
+    cap_points: Mapped[int | None] = mapped_column(BigInt)
     cap_period: Mapped[str | None] = mapped_column(String(8))
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -93,9 +94,9 @@ class Account(db.Model):
     customer_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("customers.id"), primary_key=True
     )
-    balance: Mapped[int] = mapped_column(default=0)
-    pending: Mapped[int] = mapped_column(default=0)
-    lifetime: Mapped[int] = mapped_column(default=0)
+    balance: Mapped[int] = mapped_column(BigInt, default=0)
+    pending: Mapped[int] = mapped_column(BigInt, default=0)
+    lifetime: Mapped[int] = mapped_column(BigInt, default=0)
     tier_id: Mapped[int | None] = mapped_column(ForeignKey("loyalty_tiers.id"))
     tier_since: Mapped[datetime | None]
     downgrade_at: Mapped[datetime | None]  # set at a review that found a lower tier
@@ -118,8 +119,8 @@ class Lot(db.Model):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     customer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("customers.id"))
-    points: Mapped[int]
-    remaining: Mapped[int]
+    points: Mapped[int] = mapped_column(BigInt)
+    remaining: Mapped[int] = mapped_column(BigInt)
     released: Mapped[bool]
     pending_until: Mapped[datetime | None]
     expires_at: Mapped[datetime | None]
@@ -141,9 +142,9 @@ class LedgerEntry(db.Model):
     customer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("customers.id"))
     kind: Mapped[str] = mapped_column(String(10))
     cause: Mapped[str] = mapped_column(String(10))
-    points: Mapped[int] = mapped_column(default=0)
-    pending: Mapped[int] = mapped_column(default=0)
-    balance_after: Mapped[int]
+    points: Mapped[int] = mapped_column(BigInt, default=0)
+    pending: Mapped[int] = mapped_column(BigInt, default=0)
+    balance_after: Mapped[int] = mapped_column(BigInt)
     purchase_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("purchases.id"),
                                                     index=True)
     return_id: Mapped[int | None] = mapped_column(BigInteger,
@@ -166,7 +167,7 @@ class LotDraw(db.Model):
     entry_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("loyalty_ledger.id"),
                                           index=True)
     lot_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("loyalty_lots.id"))
-    points: Mapped[int]
+    points: Mapped[int] = mapped_column(BigInt)
 
     entry: Mapped[LedgerEntry] = relationship()
     lot: Mapped[Lot] = relationship()
@@ -183,7 +184,7 @@ class RuleAward(db.Model):
     rule_id: Mapped[int] = mapped_column(ForeignKey("loyalty_earning_rules.id"))
     customer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("customers.id"))
     purchase_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("purchases.id"))
-    points: Mapped[int]
+    points: Mapped[int] = mapped_column(BigInt)
     occurred_at: Mapped[datetime]
 
 
@@ -204,18 +205,18 @@ class Purchase(db.Model):
     customer_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("customers.id"))
     occurred_at: Mapped[datetime]
     currency: Mapped[str] = mapped_column(String(3))
-    total: Mapped[int]
-    discount: Mapped[int] = mapped_column(default=0)
-    paid: Mapped[int]
-    points_earned: Mapped[int] = mapped_column(default=0)
-    points_pending: Mapped[int] = mapped_column(default=0)
-    points_redeemed: Mapped[int] = mapped_column(default=0)
+    total: Mapped[int] = mapped_column(BigInt)
+    discount: Mapped[int] = mapped_column(BigInt, default=0)
+    paid: Mapped[int] = mapped_column(BigInt)
+    points_earned: Mapped[int] = mapped_column(BigInt, default=0)
+    points_pending: Mapped[int] = mapped_column(BigInt, default=0)
+    points_redeemed: Mapped[int] = mapped_column(BigInt, default=0)
     coupons_applied: Mapped[list[Any]] = mapped_column(JSON, default=list)
-    balance_after: Mapped[int | None]
+    balance_after: Mapped[int | None] = mapped_column(BigInt)
     tier_after: Mapped[str | None] = mapped_column(String(50))
-    returned_paid: Mapped[int] = mapped_column(default=0)
-    points_reversed: Mapped[int] = mapped_column(default=0)
-    points_restored: Mapped[int] = mapped_column(default=0)
+    returned_paid: Mapped[int] = mapped_column(BigInt, default=0)
+    points_reversed: Mapped[int] = mapped_column(BigInt, default=0)
+    points_restored: Mapped[int] = mapped_column(BigInt, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -228,8 +229,8 @@ class PurchaseLine(db.Model):
     sku: Mapped[str] = mapped_column(String(64), index=True)
     category: Mapped[str | None] = mapped_column(String(64))
     quantity: Mapped[int]
-    unit_price: Mapped[int]
-    amount: Mapped[int]
+    unit_price: Mapped[int] = mapped_column(BigInt)
+    amount: Mapped[int] = mapped_column(BigInt)
     earns: Mapped[bool] = mapped_column(default=True)
     returned_quantity: Mapped[int] = mapped_column(default=0)
 
@@ -255,11 +256,11 @@ class PurchaseReturn(db.Model):
     request_hash: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(8))
     requested: Mapped[dict[str, Any]] = mapped_column(JSON)  # {"lines": ..., "amount": ...}
-    returned_paid: Mapped[int] = mapped_column(default=0)
-    points_reversed: Mapped[int] = mapped_column(default=0)
-    points_restored: Mapped[int] = mapped_column(default=0)
-    points_uncollected: Mapped[int] = mapped_column(default=0)
-    balance_after: Mapped[int | None]
+    returned_paid: Mapped[int] = mapped_column(BigInt, default=0)
+    points_reversed: Mapped[int] = mapped_column(BigInt, default=0)
+    points_restored: Mapped[int] = mapped_column(BigInt, default=0)
+    points_uncollected: Mapped[int] = mapped_column(BigInt, default=0)
+    balance_after: Mapped[int | None] = mapped_column(BigInt)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     applied_at: Mapped[datetime | None]
     note: Mapped[str | None] = mapped_column(Text)
@@ -280,18 +281,18 @@ class Offer(db.Model):
     kind: Mapped[str] = mapped_column(String(20))
     value: Mapped[Decimal] = mapped_column(DecimalText)
     currency: Mapped[str] = mapped_column(String(3))
-    min_spend: Mapped[int | None]
+    min_spend: Mapped[int | None] = mapped_column(BigInt)
     skus: Mapped[list[str]] = mapped_column(JSON, default=list)
     categories: Mapped[list[str]] = mapped_column(JSON, default=list)
     valid_from: Mapped[date | None]
     valid_to: Mapped[date | None]
     per_customer_limit: Mapped[int | None]
     total_limit: Mapped[int | None]
-    budget: Mapped[int | None]
+    budget: Mapped[int | None] = mapped_column(BigInt)
     stackable: Mapped[bool] = mapped_column(default=False)
     active: Mapped[bool] = mapped_column(default=True)
     uses: Mapped[int] = mapped_column(default=0)
-    spent: Mapped[int] = mapped_column(default=0)
+    spent: Mapped[int] = mapped_column(BigInt, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -324,8 +325,8 @@ class CouponRedemption(db.Model):
     purchase_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("purchases.id"),
                                              index=True)
     customer_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("customers.id"))
-    discount: Mapped[int] = mapped_column(default=0)
-    bonus_points: Mapped[int] = mapped_column(default=0)
+    discount: Mapped[int] = mapped_column(BigInt, default=0)
+    bonus_points: Mapped[int] = mapped_column(BigInt, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     reversed_at: Mapped[datetime | None]
 
@@ -337,7 +338,7 @@ class Reward(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
-    points_cost: Mapped[int]
+    points_cost: Mapped[int] = mapped_column(BigInt)
     offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id"))
     stock: Mapped[int | None]
     per_customer_limit: Mapped[int | None]
@@ -353,5 +354,5 @@ class RewardClaim(db.Model):
     reward_id: Mapped[int] = mapped_column(ForeignKey("rewards.id"))
     customer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("customers.id"))
     coupon_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("coupons.id"))
-    points: Mapped[int]
+    points: Mapped[int] = mapped_column(BigInt)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -27,7 +27,7 @@ from crm.customers import find_customer
 from crm.db import db, insert_ignoring_conflicts, utcnow
 from crm.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from crm.models import ApiKey, Customer, Store
-from crm.money import InvalidAmount, exponent, to_amount, to_minor
+from crm.money import MAX_MINOR, InvalidAmount, exponent, to_amount, to_minor
 from loyalty import coupons, ledger, settings, tiers
 from loyalty.earning import Basket, Line, Member, points_for, to_points
 from loyalty.models import (
@@ -79,6 +79,9 @@ def _lines(raw: list[dict[str, Any]], currency: str) -> list[Line]:
             price = to_minor(line["unit_price"], currency)
         except InvalidAmount as e:
             errors[f"lines.{i}.unit_price"] = [str(e)]
+            continue
+        if price * line["quantity"] > MAX_MINOR:
+            errors[f"lines.{i}.quantity"] = ["The line's amount is larger than any taken."]
             continue
         lines.append(Line(line["sku"], line.get("category"), line["quantity"], price,
                           line.get("earns", True)))

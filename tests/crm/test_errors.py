@@ -34,6 +34,17 @@ def test_wrong_types_and_unknown_fields_are_422(client, factory, body):
     assert client.get("/api/v1/customers", headers=shop).json["items"] == []
 
 
+def test_integers_too_long_to_parse_and_nul_characters_are_400(client, factory):
+    shop = factory.headers("shop")
+    r = client.post("/api/v1/customers", headers=shop, data=b"1" * 5000,
+                    content_type="application/json")
+    _problem(r, 400)
+    r = client.post("/api/v1/customers", headers=shop, json={"first_name": "A\u0000"})
+    _problem(r, 400)
+    _problem(client.get("/api/v1/customers?q=a%00b", headers=shop), 400)
+    assert client.get("/api/v1/customers", headers=shop).json["items"] == []
+
+
 def test_validation_problem_lists_errors_by_field(client, factory):
     r = client.post("/api/v1/customers", headers=factory.headers("shop"),
                     json={"email": 5, "birthday": "x", "nope": 1})

@@ -122,6 +122,13 @@ def test_store_binding_and_currency(client, till, factory):
     ({"redeem_points": -5}, "redeem_points"),
     ({"redeem_points": 10}, "redeem_points"),
     ({"coupon": "X"}, "coupon"),
+    ({"total": "9999999999999.99"}, "total"),
+    ({"total": "12.30\n"}, "total"),
+    ({"lines": [{"sku": "A", "quantity": 100000, "unit_price": "9999999.99"}]},
+     "lines.0.quantity"),
+    ({"occurred_at": "9999-12-31T23:59:59-12:00"}, "occurred_at"),
+    ({"occurred_at": "0001-01-01T00:00:00+14:00"}, "occurred_at"),
+    ({"occurred_at": "2099-01-01T00:00:00+00:00"}, "occurred_at"),
 ])
 def test_bad_purchases_are_422_and_write_nothing(till, change, field):
     r = till.buy(None, **change, expect=422)
