@@ -260,6 +260,14 @@ def allocate_ids(table: Any, count: int) -> list[int]:
     return list(range(start + 1, start + count + 1))
 
 
+def lock_name(name: str) -> None:
+    """Serialise transactions that touch ``name`` until they end: a PostgreSQL advisory
+    transaction lock. On SQLite writers are serialised already."""
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:n, 0))"),
+                           {"n": name})
+
+
 def get_or_404(model: type[Any], ident: int, what: str) -> Any:
     """The row with primary key ``ident``, or a NotFound naming ``what`` it is."""
     from crm.errors import NotFound

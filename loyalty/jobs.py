@@ -20,17 +20,26 @@ BATCH = 2000
 def _in_batches(stmt: Select[tuple[Lot]], act: Callable[[Account, Lot], None]) -> int:
     done = 0
     while True:
-        lots = list(db.session.scalars(stmt.order_by(Lot.id).limit(BATCH)))
-        if not lots:
+        found = db.session.execute(stmt.with_only_columns(Lot.id, Lot.customer_id)
+                                   .order_by(Lot.id).limit(BATCH)).all()
+        if not found:
             return done
-        ids = sorted({lot.customer_id for lot in lots})
+        owners = sorted({customer_id for _, customer_id in found})
         accounts = {a.customer_id: a for a in db.session.scalars(
-            select(Account).where(Account.customer_id.in_(ids))
-            .order_by(Account.customer_id).with_for_update())}
+            select(Account).where(Account.customer_id.in_(owners))
+            .order_by(Account.customer_id).with_for_update()
+            .execution_options(populate_existing=True))}
+        # Read the lots again now that their accounts are locked: a sale or a return
+        # may have changed them since (they are then skipped, or taken as they are).
+        lots = list(db.session.scalars(
+            stmt.where(Lot.id.in_([lot_id for lot_id, _ in found])).order_by(Lot.id)
+            .execution_options(populate_existing=True)))
         for lot in lots:
             act(accounts[lot.customer_id], lot)
         db.session.flush()
         done += len(lots)
+        if len(found) < BATCH:
+            return done
 
 
 def release_pending(now: datetime | None = None) -> int:

@@ -17,6 +17,7 @@ from sqlalchemy import case, func, select
 
 from crm.db import db, insert_ignoring_conflicts, utcnow
 from crm.errors import Conflict
+from crm.models import Customer
 from loyalty.models import Account, LedgerEntry, Lot, LotDraw, Program
 
 
@@ -24,20 +25,32 @@ class InsufficientPoints(Conflict):
     slug, title = "insufficient-points", "Not enough points"
 
 
-def lock_account(customer_id: int) -> Account:
+class MergedAway(Conflict):
+    slug, title = "merged", "Customer merged"
+
+
+def lock_account(customer_id: int, merged_ok: bool = False) -> Account:
     """The member's account, made if missing, locked until the transaction ends
     (SELECT ... FOR UPDATE on PostgreSQL; on SQLite the write transaction began with
-    BEGIN IMMEDIATE and so holds the database's write lock)."""
-    stmt = (select(Account).where(Account.customer_id == customer_id)
-            .with_for_update().execution_options(populate_existing=True))
-    account = db.session.scalar(stmt)
-    if account is None:
+    BEGIN IMMEDIATE and so holds the database's write lock). A customer merged into
+    another meanwhile is a 409 (a retry finds the survivor), so that no point lands on a
+    record that a merge has just emptied."""
+    stmt = (select(Account, Customer.merged_into_id)
+            .join(Customer, Customer.id == Account.customer_id)
+            .where(Account.customer_id == customer_id)
+            .with_for_update(of=Account).execution_options(populate_existing=True))
+    row = db.session.execute(stmt).first()
+    if row is None:
         db.session.execute(
             insert_ignoring_conflicts(Account.__table__, "customer_id")
             .values(customer_id=customer_id, balance=0, pending=0, lifetime=0,
                     updated_at=utcnow())
         )
-        account = db.session.scalar(stmt)
+        row = db.session.execute(stmt).first()
+    account, merged_into = row
+    if merged_into is not None and not merged_ok:
+        raise MergedAway(f"Customer {customer_id} has just been merged into {merged_into}; "
+                         "retry.", merged_into=merged_into)
     return account
 
 
@@ -52,10 +65,9 @@ def _post(account: Account, kind: str, cause: str, *, points: int = 0, pending: 
     return entry
 
 
-def _repay_debt(account: Account, lots: list[Lot], covered: int = 0) -> None:
-    """Points arriving while the balance is negative first cover the debt (less what
-    ``covered`` points that came without a lot already paid)."""
-    debt = -account.balance - covered
+def _repay_debt(account: Account, lots: list[Lot]) -> None:
+    """Points arriving while the balance is negative first cover the debt."""
+    debt = -account.balance
     for lot in lots:
         if debt <= 0:
             break
@@ -198,16 +210,18 @@ def claw_back(account: Account, program: Program, points: int, *, purchase_id: i
     return Clawback(points - uncollected, uncollected)
 
 
-def restore(account: Account, points: int, *, purchase_id: int, return_row_id: int,
-            occurred_at: datetime, actor: str | None) -> None:
-    """Give back ``points`` that a purchase redeemed, into the lots they came from
-    (latest-expiring first); what was spent on credit just reduces the debt."""
+def restore(account: Account, program: Program, points: int, *, purchase_id: int,
+            return_row_id: int, occurred_at: datetime, actor: str | None) -> None:
+    """Give back ``points`` that a purchase redeemed, into the member's lots they came
+    from (latest-expiring first); the rest (spent on credit, or drawn from lots that
+    have since gone to another record) comes back as a new lot. Debt is repaid first."""
     if points <= 0:
         return
     draws = db.session.execute(
         select(LotDraw, Lot).join(Lot, Lot.id == LotDraw.lot_id)
         .join(LedgerEntry, LedgerEntry.id == LotDraw.entry_id)
-        .where(LedgerEntry.purchase_id == purchase_id, LedgerEntry.kind == "redeem")
+        .where(LedgerEntry.purchase_id == purchase_id, LedgerEntry.kind == "redeem",
+               Lot.customer_id == account.customer_id)
         .order_by(Lot.expires_at.is_(None).desc(), Lot.expires_at.desc(), Lot.id.desc())
     ).all()
     returned = db.session.scalar(
@@ -222,10 +236,17 @@ def restore(account: Account, points: int, *, purchase_id: int, return_row_id: i
             lot.remaining += put
             left -= put
             touched.append(lot)
+    lot = None
+    if left > 0:
+        lot = Lot(customer_id=account.customer_id, points=left, remaining=left, released=True,
+                  pending_until=None, expires_at=expires_at(program, utcnow()),
+                  purchase_id=purchase_id)
+        db.session.add(lot)
+        touched.append(lot)
     if account.balance < 0:
-        _repay_debt(account, touched, covered=left)
+        _repay_debt(account, touched)
     _post(account, "restore", "return", points=points, purchase_id=purchase_id,
-          return_id=return_row_id, occurred_at=occurred_at, actor=actor)
+          return_id=return_row_id, occurred_at=occurred_at, actor=actor, lot=lot)
 
 
 def adjust(account: Account, program: Program, points: int, *, reason: str,

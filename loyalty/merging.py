@@ -27,7 +27,10 @@ MOVED = {"purchases": Purchase, "lots": Lot, "coupons": Coupon,
 
 def _accounts(a: int, b: int) -> tuple[Any, Any]:
     first, second = sorted((a, b))
-    locked = {first: ledger.lock_account(first), second: ledger.lock_account(second)}
+    locked = {first: ledger.lock_account(first, merged_ok=True),
+              second: ledger.lock_account(second, merged_ok=True)}
+    for account in locked.values():  # due releases and expiries first, on each side
+        ledger.settle(account)
     return locked[a], locked[b]
 
 
@@ -63,7 +66,8 @@ def on_unmerged(_sender: Any, *, survivor_id: int, source_id: int, moved: dict[s
                 model.id.in_(mine[name]), model.customer_id == survivor_id)
                 .values(customer_id=source_id))
     db.session.expire_all()
-    lots = db.session.scalars(select(Lot).where(Lot.customer_id == source_id,
+    lots = db.session.scalars(select(Lot).where(Lot.id.in_(mine["lots"]),
+                                                Lot.customer_id == source_id,
                                                 Lot.remaining > 0)).all()
     points = sum(lot.remaining for lot in lots if lot.released)
     pending = sum(lot.remaining for lot in lots if not lot.released)

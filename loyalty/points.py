@@ -7,8 +7,9 @@ from typing import Any
 
 from sqlalchemy import Select, select
 
-from crm.customers import get_customer
+from crm.customers import find_customer, get_customer
 from crm.db import db, utcnow
+from crm.errors import NotFound
 from loyalty import ledger, settings, tiers
 from loyalty.models import Account, LedgerEntry, Lot, Tier
 
@@ -41,6 +42,14 @@ def summary(customer_id: int) -> dict[str, Any]:
     }
 
 
+def member(customer_id: int) -> int:
+    """The customer that points go to: the survivor, for a record merged into another."""
+    customer = find_customer({"id": customer_id})
+    if customer is None:
+        raise NotFound(f"No customer has the id {customer_id}.")
+    return customer.id
+
+
 def ledger_rows(customer_id: int) -> Select[tuple[LedgerEntry]]:
     get_customer(customer_id)
     return (select(LedgerEntry).where(LedgerEntry.customer_id == customer_id)
@@ -48,7 +57,7 @@ def ledger_rows(customer_id: int) -> Select[tuple[LedgerEntry]]:
 
 
 def adjust(customer_id: int, points: int, reason: str, actor: str) -> dict[str, Any]:
-    get_customer(customer_id)
+    customer_id = member(customer_id)
     account = ledger.lock_account(customer_id)
     ledger.adjust(account, settings.program(), points, reason=reason, actor=actor)
     db.session.flush()

@@ -24,7 +24,7 @@ from sqlalchemy import exists, select
 from crm import signals
 from crm.auth import actor_of
 from crm.customers import find_customer
-from crm.db import db, insert_ignoring_conflicts, utcnow
+from crm.db import db, insert_ignoring_conflicts, lock_name, utcnow
 from crm.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from crm.models import ApiKey, Customer, Store
 from crm.money import MAX_MINOR, InvalidAmount, exponent, to_amount, to_minor
@@ -294,6 +294,7 @@ def record_purchase(data: dict[str, Any], key: ApiKey) -> tuple[dict[str, Any], 
                               receipt_id=data["receipt_id"]), store.code), False
 
     ctx = _context(store, key, purchase.occurred_at)
+    lock_name(f"receipt:{store.id}:{purchase.receipt_id}")  # against a return racing it
     held = _held_returns(purchase)
     # Nothing read below depends on what this sale adds, so it is all written by one
     # flush at the end rather than before every query.
@@ -451,8 +452,8 @@ def _apply_return(ret: PurchaseReturn, purchase: Purchase, ctx: Context) -> None
         done = ledger.claw_back(account, ctx.program, owed, purchase_id=purchase.id,
                                 return_row_id=ret.id, occurred_at=ret.applied_at,
                                 actor=ctx.actor)
-        ledger.restore(account, give, purchase_id=purchase.id, return_row_id=ret.id,
-                       occurred_at=ret.applied_at, actor=ctx.actor)
+        ledger.restore(account, ctx.program, give, purchase_id=purchase.id,
+                       return_row_id=ret.id, occurred_at=ret.applied_at, actor=ctx.actor)
         purchase.points_reversed += max(owed, 0)
         purchase.points_restored += max(give, 0)
         ret.points_reversed, ret.points_uncollected = done.reversed, done.uncollected
@@ -492,6 +493,7 @@ def record_return(data: dict[str, Any], key: ApiKey,
     else:
         store = store_for(key, data.get("store_code"))
         receipt_id = data["receipt_id"]
+        lock_name(f"receipt:{store.id}:{receipt_id}")  # against its purchase racing it
         purchase = db.session.scalar(select(Purchase).where(
             Purchase.store_id == store.id, Purchase.receipt_id == receipt_id)
             .with_for_update())

@@ -8,11 +8,11 @@ from typing import Any
 
 from sqlalchemy import Select, func, select, update
 
-from crm.customers import get_customer
 from crm.db import db, get_or_404
 from crm.errors import Conflict
 from loyalty import coupons, ledger, settings
 from loyalty.models import Coupon, Reward, RewardClaim
+from loyalty.points import member
 
 
 def create_reward(data: dict[str, Any]) -> Reward:
@@ -46,7 +46,7 @@ def claim(reward_id: int, customer_id: int, actor: str) -> dict[str, Any]:
     """Buy a reward with points: the member's account is locked, stock is taken with a
     conditional update, the points are spent through the ledger, a coupon is issued."""
     reward = get_reward(reward_id)
-    get_customer(customer_id)
+    customer_id = member(customer_id)
     if not reward.active:
         raise Conflict("This reward is not available.", reason="inactive")
     account = ledger.lock_account(customer_id)
