@@ -193,11 +193,12 @@ def _award(purchase: Purchase, customer: Customer, account: Account, lines: list
                                  occurred_at=purchase.occurred_at)
                        for rid, points in earned.awards.items())
     bonus = coupons.bonus_points(list(checks), earned.base)
-    ledger.earn(account, ctx.program, bonus, cause="coupon", occurred_at=purchase.occurred_at,
-                purchase_id=purchase.id, actor=ctx.actor)
+    bonus_lot = ledger.earn(account, ctx.program, bonus, cause="coupon",
+                            occurred_at=purchase.occurred_at, purchase_id=purchase.id,
+                            actor=ctx.actor)
     purchase.points_earned = earned.total + bonus
-    purchase.points_pending = purchase.points_earned if lot is not None and not lot.released \
-        else 0
+    purchase.points_pending = sum(made.points for made in (lot, bonus_lot)
+                                  if made is not None and not made.released)
 
 
 def _redeem(purchase: Purchase, account: Account, points: int, ctx: Context) -> None:
@@ -234,8 +235,12 @@ def _use_coupons(purchase: Purchase, codes: list[str], lines: list[Line],
     error = coupons.refused(checks)
     if error:
         raise error
-    purchase.discount = min(sum(c.discount for c in checks), purchase.total)
-    purchase.paid = purchase.total - purchase.discount
+    left = purchase.total  # stacked coupons never take off more than the total
+    for check in checks:
+        check.discount = min(check.discount, left)
+        left -= check.discount
+    purchase.discount = purchase.total - left
+    purchase.paid = left
     return checks
 
 
