@@ -5,6 +5,7 @@ points still left in the moved lots."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -50,6 +51,8 @@ def on_merged(_sender: Any, *, survivor_id: int, source_id: int, moved: dict[str
     tiers = settings.tiers()
     ranks = {t.id: n for n, t in enumerate(tiers)}
     if ranks.get(source.tier_id, -1) > ranks.get(survivor.tier_id, -1):
+        mine["survivor_tier"] = [survivor.tier_id, survivor.tier_since and
+                                 survivor.tier_since.isoformat(), source.tier_id]
         survivor.tier_id, survivor.tier_since = source.tier_id, source.tier_since
     moved["loyalty"] = mine
 
@@ -74,3 +77,8 @@ def on_unmerged(_sender: Any, *, survivor_id: int, source_id: int, moved: dict[s
     ledger.transfer(survivor, source, points=points, pending=pending,
                     lifetime=min(mine["lifetime"], survivor.lifetime),
                     reason=f"unmerged from customer {survivor_id}")
+    if mine.get("survivor_tier"):  # the tier it had before, unless it has moved since
+        tier_id, since, given = mine["survivor_tier"]
+        if survivor.tier_id == given:
+            survivor.tier_id = tier_id
+            survivor.tier_since = datetime.fromisoformat(since) if since else None

@@ -106,3 +106,17 @@ def test_tier_counts_the_merged_history(till, factory, admin):
     till.buy({"id": b.id}, "30.00")
     _merge(till.client, admin, a.id, b.id)
     assert till.buy({"id": a.id}, "10.00").get_json()["tier"] == "Silver"
+
+
+def test_unmerge_gives_back_the_tier_the_survivor_had(till, factory, admin):
+    till.client.post("/api/v1/loyalty/tiers", headers=admin, json={"name": "Member"})
+    till.client.post("/api/v1/loyalty/tiers", headers=admin,
+                     json={"name": "Gold", "threshold_points": 100})
+    a, b = factory.customer(), factory.customer()
+    assert till.buy({"id": a.id}, "10.00").get_json()["tier"] == "Member"
+    assert till.buy({"id": b.id}, "150.00").get_json()["tier"] == "Gold"
+    _merge(till.client, admin, a.id, b.id)
+    assert till.points(a.id)["tier"]["name"] == "Gold"
+    _merge(till.client, admin, a.id, b.id, path="unmerge")
+    assert till.points(a.id)["tier"]["name"] == "Member"
+    assert till.points(b.id)["tier"]["name"] == "Gold"
