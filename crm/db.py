@@ -19,10 +19,12 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import (
+    JSON,
     BigInteger,
     DateTime,
     Integer,
@@ -231,18 +233,33 @@ def bulk_insert(table: Any, rows: list[dict[str, Any]]) -> None:
 
     formatted: dict[datetime, str] = {}  # a batch has few distinct times
 
-    def plain(value: Any) -> Any:
-        if type(value) is datetime:
-            if not sqlite:
-                return value
-            if value not in formatted:
-                formatted[value] = value.astimezone(UTC).strftime(SQLITE_DATETIME)
-            return formatted[value]
-        if type(value) in (dict, list):
-            return json.dumps(value)
-        return value
+    def as_text(value: Any) -> Any:
+        if value is None:
+            return None
+        if value not in formatted:
+            formatted[value] = value.astimezone(UTC).strftime(SQLITE_DATETIME)
+        return formatted[value]
 
-    values = [tuple(plain(row[c]) for c in columns) for row in rows]
+    def as_json(value: Any) -> Any:
+        return None if value is None else json.dumps(value)
+
+    # Only times (on SQLite) and JSON need converting; everything else goes as it is.
+    special = [(i, as_json if isinstance(table.c[c].type, JSON) else as_text)
+               for i, c in enumerate(columns)
+               if isinstance(table.c[c].type, JSON)
+               or (sqlite and isinstance(table.c[c].type, UTCDateTime))]
+    pick = itemgetter(*columns)
+    values: list[Any] = []
+    for row in rows:
+        record = pick(row)
+        if len(columns) == 1:
+            record = (record,)
+        if special:
+            record = list(record)
+            for i, convert in special:
+                record[i] = convert(record[i])
+            record = tuple(record)
+        values.append(record)
     db.session.connection().exec_driver_sql(sql, values)
 
 
