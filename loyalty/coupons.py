@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import Select, func, or_, select, update
 
+from crm.customers import get_customer
 from crm.db import db, get_or_404, insert_ignoring_conflicts, utcnow
 from crm.errors import Conflict, Invalid
 from crm.money import amounts_to_minor, exponent, to_amount
@@ -140,6 +141,18 @@ def issue_codes(offer: Offer, count: int, *, prefix: str = "", length: int = 10,
         )
         made = list(db.session.scalars(select(Coupon.code).where(Coupon.batch == batch)))
     return batch, made
+
+
+def issue(offer_id: int, count: int, *, prefix: str = "", length: int = 10,
+          customer_id: int | None = None) -> dict[str, Any]:
+    """A batch of codes, or one personal coupon; the codes listed when at most 1000."""
+    offer = get_offer(offer_id)
+    if customer_id is not None:
+        get_customer(customer_id)
+    batch, codes = issue_codes(offer, count, prefix=prefix, length=length,
+                               customer_id=customer_id)
+    return {"offer_id": offer.id, "batch": batch, "count": len(codes),
+            "codes": codes if len(codes) <= 1000 else []}
 
 
 def coupons_of(offer_id: int, batch: str | None = None) -> Select[tuple[Coupon]]:

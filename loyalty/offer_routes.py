@@ -128,14 +128,8 @@ class OfferCoupons(MethodView):
     @offers_blp.arguments(CouponRequestSchema)
     @offers_blp.response(201, CouponBatchSchema)
     def post(self, data: dict[str, Any], offer_id: int) -> Any:
-        offer = coupons.get_offer(offer_id)
-        if "customer_id" in data:
-            get_customer(data["customer_id"])
-        batch, codes = coupons.issue_codes(offer, data.get("count", 1), prefix=data["prefix"],
-                                           length=data["length"],
-                                           customer_id=data.get("customer_id"))
-        return {"offer_id": offer.id, "batch": batch, "count": len(codes),
-                "codes": codes if len(codes) <= 1000 else []}
+        return coupons.issue(offer_id, data.get("count", 1), prefix=data["prefix"],
+                             length=data["length"], customer_id=data.get("customer_id"))
 
 
 @offers_blp.route("/coupons/validate")
