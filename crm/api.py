@@ -40,7 +40,6 @@ API_CONFIG: dict[str, Any] = {
     },
 }
 
-PUBLIC: list[dict[str, list[str]]] = []  # `security` of endpoints that need no key
 
 
 class Api(flask_smorest.Api):
