@@ -347,6 +347,19 @@ def redeem(checks: list[Check], purchase_id: int, customer_id: int | None) -> No
                                         bonus_points=check.details.get("bonus_points", 0)))
 
 
+def used_in(purchase_id: int) -> list[tuple[Check, CouponRedemption]]:
+    """The coupons a purchase used, as checks (for their effects) with their rows."""
+    rows = db.session.execute(
+        select(CouponRedemption, Coupon, Offer)
+        .join(Coupon, Coupon.id == CouponRedemption.coupon_id)
+        .join(Offer, Offer.id == CouponRedemption.offer_id)
+        .where(CouponRedemption.purchase_id == purchase_id,
+               CouponRedemption.reversed_at.is_(None))
+        .order_by(CouponRedemption.id)).all()
+    return [(Check(code=coupon.code, coupon=coupon, offer=offer, discount=r.discount), r)
+            for r, coupon, offer in rows]
+
+
 def bonus_points(checks: list[Check], base_points: int) -> int:
     """Points the purchase's points offers add to ``base_points``; noted on each check."""
     total = 0

@@ -358,7 +358,14 @@ def claim_purchase(purchase_id: int, ref: dict[str, Any], key: ApiKey) -> dict[s
     account = ledger.lock_account(customer.id)
     stored = _stored_lines(purchase)
     lines = [Line(pl.sku, pl.category, pl.quantity, pl.unit_price, pl.earns) for pl in stored]
-    _award(purchase, customer, account, lines, ctx)
+    used = coupons.used_in(purchase.id)  # its points coupons add their bonus now
+    _award(purchase, customer, account, lines, ctx, [check for check, _ in used])
+    for check, redemption in used:
+        redemption.customer_id = customer.id
+        redemption.bonus_points = check.details.get("bonus_points", 0)
+    if used:
+        purchase.coupons_applied = coupons.applied([check for check, _ in used],
+                                                   purchase.currency)
     fraction = _returned_fraction(purchase, stored)
     if fraction:
         owed = to_points(purchase.points_earned * fraction, "round")

@@ -254,3 +254,14 @@ def test_offer_validation(till, marketing):
     assert till.client.post("/api/v1/offers", headers=till.headers,
                             json={"name": "x", "kind": "percent", "value": "5"}).status_code \
         == 403
+
+
+def test_a_claimed_purchase_gets_its_points_coupon_bonus(till, factory, offer, codes):
+    code = codes(offer(kind="bonus_points", value="25")["id"])[0]
+    sale = till.buy(None, "100.00", lines=LINES, coupon_codes=[code]).get_json()
+    c = factory.customer()
+    r = till.client.post(f"/api/v1/purchases/{sale['id']}/claim", headers=till.headers,
+                         json={"customer": {"id": c.id}})
+    assert r.get_json()["points_earned"] == 125
+    assert r.get_json()["coupons_applied"][0]["bonus_points"] == 25
+    assert till.points(c.id)["balance"] == 125
