@@ -268,7 +268,8 @@ class SyncInSchema(Schema):
 class SyncOutSchema(Schema):
     # Items are built by the service in SyncResult's shape and passed through as they
     # are: dumping a thousand nested results again would cost more than the sync itself.
-    results = fields.List(fields.Raw(), metadata={
+    results = fields.Raw(metadata={
+        "type": "array", "items": {"type": "object"},
         "description": "One per member, in order: {external_id, customer_id, result "
         "(created, updated, matched, unchanged, conflict, invalid), detail}."})
 
