@@ -23,7 +23,6 @@ from crm.db import BigId, db, utcnow
 
 CHANNELS = ("store", "online")
 SCOPES = ("pos", "shop", "marketing", "admin")
-IDENTIFIER_KINDS = ("email", "phone", "card", "shop", "pos")
 
 
 class Store(db.Model):
@@ -164,9 +163,6 @@ Index("ix_customer_identifiers_phone_end",
       sqlite_where=text("kind = 'phone'"), postgresql_where=text("kind = 'phone'"))
 Index("ix_customer_identifiers_email_start", func.substr(CustomerIdentifier.value, 1, 5),
       sqlite_where=text("kind = 'email'"), postgresql_where=text("kind = 'email'"))
-
-
-CONSENT_CHANNELS = ("sms", "email")
 
 
 class ConsentEvent(db.Model):

@@ -32,7 +32,6 @@ from loyalty.earning import Line
 from loyalty.models import Coupon, CouponRedemption, Lot, Offer
 
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, no 1/I/L
-DISCOUNT_KINDS = ("percent", "amount", "free_item")
 
 MESSAGES = {
     "not_found": "No coupon has this code.",

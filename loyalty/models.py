@@ -23,9 +23,6 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from crm.db import BigId, BigInt, DecimalText, db, utcnow
 
 ROUNDING = ("floor", "round", "ceil")
-LEDGER_KINDS = ("earn", "pending", "release", "redeem", "expire", "reverse", "restore",
-                "adjust", "transfer")
-CAUSES = ("purchase", "return", "coupon", "campaign", "admin", "expiry", "merge", "reward")
 CAP_PERIODS = ("day", "week", "month", "year", "ever")
 
 
@@ -140,7 +137,9 @@ class LedgerEntry(db.Model):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     customer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("customers.id"))
+    # earn, pending, release, redeem, expire, reverse, restore, adjust, transfer
     kind: Mapped[str] = mapped_column(String(10))
+    # purchase, return, coupon, admin, expiry, merge, reward
     cause: Mapped[str] = mapped_column(String(10))
     points: Mapped[int] = mapped_column(BigInt, default=0)
     pending: Mapped[int] = mapped_column(BigInt, default=0)

@@ -178,8 +178,7 @@ class Rewards(MethodView):
     @rewards_blp.arguments(PageArgs, location="query")
     @rewards_blp.response(200, RewardPageSchema)
     def get(self, args: dict[str, Any]) -> Any:
-        marketer = bool({"marketing", "admin"} & set(current_key().scope_list))
-        return paginate(rewards.list_rewards(active_only=not marketer), **args)
+        return paginate(rewards.list_rewards(current_key().scope_list), **args)
 
     @require("marketing")
     @rewards_blp.arguments(RewardSchema)

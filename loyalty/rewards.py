@@ -23,9 +23,10 @@ def create_reward(data: dict[str, Any]) -> Reward:
     return reward
 
 
-def list_rewards(active_only: bool = False) -> Select[tuple[Reward]]:
+def list_rewards(scopes: list[str]) -> Select[tuple[Reward]]:
+    """The catalogue: all of it for marketers, what can be claimed for tills and shop."""
     stmt = select(Reward).order_by(Reward.id)
-    return stmt.where(Reward.active) if active_only else stmt
+    return stmt if {"marketing", "admin"} & set(scopes) else stmt.where(Reward.active)
 
 
 def get_reward(reward_id: int) -> Reward:
