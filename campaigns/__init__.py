@@ -1,7 +1,57 @@
 """Segments, campaigns, surveys and SMS messaging."""
 
+from __future__ import annotations
+
+import threading
+
 from flask import Flask
 
 
 def init_app(app: Flask) -> None:
     """Register campaigns' blueprints, commands, jobs and signal handlers."""
+    from campaigns import (
+        history,
+        models,  # noqa: F401  (tables known to migrations)
+        surveys,
+    )
+    from campaigns.cli import messages_cli, scheduler_cli, surveys_cli
+    from campaigns.routes import messages_blp, surveys_blp
+    from campaigns.survey_page import survey_page
+    from campaigns.webhooks import webhooks
+    from crm import signals
+    from crm.api import api
+    from crm.privacy import export_sections
+    from crm.timeline import timeline_sources
+
+    api.register_blueprint(messages_blp, url_prefix="/api/v1")
+    api.register_blueprint(surveys_blp, url_prefix="/api/v1")
+    app.register_blueprint(webhooks)
+    app.register_blueprint(survey_page)
+    for command in (scheduler_cli, messages_cli, surveys_cli):
+        app.cli.add_command(command)
+    signals.purchase_recorded.connect(surveys.on_purchase)
+    signals.customer_erased.connect(history.on_erased)
+    signals.customer_merged.connect(history.on_merged)
+    for registry, part in ((timeline_sources, history.timeline_sources),
+                           (export_sections, history.export_section)):
+        if part not in registry:
+            registry.append(part)
+    if app.config["SCHEDULER_EMBEDDED"]:
+        _embed_scheduler(app)
+
+
+def _embed_scheduler(app: Flask) -> None:
+    """SCHEDULER_EMBEDDED=1: the web process runs the scheduler too, from its first
+    request on (under several workers, one of them is active)."""
+    started = threading.Lock()
+    state: dict[str, object] = {}
+
+    @app.before_request
+    def start_scheduler() -> None:
+        if "stop" in state:
+            return
+        with started:
+            if "stop" not in state:
+                from campaigns.scheduler import start_embedded
+
+                state["stop"] = start_embedded(app)

@@ -27,6 +27,21 @@ DEFAULTS: dict[str, Any] = {
     "BLOCKED_IDENTIFIERS": [],  # "kind:value", never used to match customers
     "SETTINGS_CACHE_SECONDS": 5.0,  # program, tiers, rules: how stale a node may see them
     "SCHEDULER_EMBEDDED": False,
+    "SCHEDULER_POLL_SECONDS": 1.0,  # how often a standby scheduler tries to take over
+    "SMS_SEND_INTERVAL_SECONDS": 5.0,  # how often the scheduler drains the outbox
+    "SURVEY_DISPATCH_SECONDS": 60.0,
+    "SMS_BATCH_SIZE": 200,  # messages claimed by the sender at once
+    "SMS_SEND_CONCURRENCY": 8,  # requests to Twilio in flight at once
+    "SMS_TIMEOUT_SECONDS": 10.0,  # per request to Twilio
+    "SMS_RETRY_SECONDS": 30.0,  # first retry delay; doubles per attempt, at most an hour
+    "SMS_MAX_ATTEMPTS": 8,
+    "SMS_DOUBT_SECONDS": 30.0,  # wait before asking Twilio whether an unanswered send landed
+    "SMS_CLAIM_TIMEOUT_SECONDS": 300.0,  # a claim older than this: its sender died
+    "QUIET_HOURS": "21:00-08:00",  # local hours of stores that set none ("" for none)
+    "DEFAULT_TIMEZONE": "UTC",  # for messages not tied to a store
+    "SMS_HELP_TEXT": "Loyalty program messages. Reply STOP to opt out, START to opt in.",
+    "SMS_OPT_IN_TEXT": "You will get our messages again. Reply STOP to opt out.",
+    "SURVEY_ANSWER_DAYS": 7,  # how long a survey invitation (reply or link) stays open
     "SQLITE_BUSY_TIMEOUT_S": 15.0,
     "MAX_CONTENT_LENGTH": 4 * 1024 * 1024,
     "LOG_LEVEL": "INFO",

@@ -36,7 +36,16 @@ class Store(db.Model):
     channel: Mapped[str] = mapped_column(String(16))
     currency: Mapped[str] = mapped_column(String(3))
     phone: Mapped[str | None] = mapped_column(String(20))  # never matches a customer
+    # Local "HH:MM" times between which only transactional SMS go out (may wrap midnight).
+    quiet_start: Mapped[str | None] = mapped_column(String(5))
+    quiet_end: Mapped[str | None] = mapped_column(String(5))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def quiet_hours(self) -> dict[str, str] | None:
+        if self.quiet_start and self.quiet_end:
+            return {"start": self.quiet_start, "end": self.quiet_end}
+        return None
 
 
 class ApiKey(db.Model):

@@ -65,6 +65,14 @@ class StoreByCode(MethodView):
     def get(self, code: str) -> Any:
         return stores.get_store(code)
 
+    @require("admin")
+    @stores_blp.arguments(StoreSchema(partial=True))
+    @stores_blp.response(200, StoreSchema)
+    def patch(self, data: dict[str, Any], code: str) -> Any:
+        store = stores.update_store(code, data)
+        db.session.commit()
+        return store
+
 
 @keys_blp.route("")
 class ApiKeys(MethodView):

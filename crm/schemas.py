@@ -133,6 +133,23 @@ def page_of(item: type[Schema], name: str) -> type[Schema]:
     return Schema.from_dict({"items": fields.List(fields.Nested(item))}, name=name)
 
 
+def _clock(value: str) -> None:
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+        raise ValidationError("A local time written HH:MM, from 00:00 to 23:59.")
+
+
+class QuietHoursSchema(Schema):
+    start = fields.String(required=True, validate=_clock, metadata={"example": "21:00"})
+    end = fields.String(required=True, validate=_clock, metadata={"example": "08:00"})
+
+    @validates_schema(skip_on_field_errors=True)
+    def _both(self, data: dict[str, Any], **_: Any) -> None:
+        # required even inside a PATCH (partial loading reaches nested schemas)
+        for name in ("start", "end"):
+            if name not in data:
+                raise ValidationError("Missing data for required field.", name)
+
+
 class StoreSchema(Schema):
     code = fields.String(
         required=True,
@@ -145,6 +162,10 @@ class StoreSchema(Schema):
     timezone = fields.String(required=True, validate=_timezone)
     channel = fields.String(required=True, validate=validate.OneOf(CHANNELS))
     currency = fields.String(required=True, validate=_currency)
+    quiet_hours = fields.Nested(
+        QuietHoursSchema, allow_none=True,
+        metadata={"description": "Local times between which only transactional SMS go "
+                  "out; null: the service's QUIET_HOURS."})
     created_at = fields.AwareDateTime(dump_only=True)
 
 

@@ -15,10 +15,31 @@ from crm.models import Store
 def create_store(data: dict[str, Any]) -> Store:
     if db.session.scalar(select(Store.id).where(Store.code == data["code"])) is not None:
         raise Conflict(f"A store with the code {data['code']!r} exists already.")
-    store = Store(**data)
+    store = Store()
+    _apply(store, data)
     db.session.add(store)
     db.session.flush()
     return store
+
+
+def update_store(code: str, data: dict[str, Any]) -> Store:
+    store = get_store(code)
+    for fixed in ("code", "currency"):
+        if fixed in data and data[fixed] != getattr(store, fixed):
+            raise Conflict(f"A store's {fixed} cannot change: keys, receipts and amounts "
+                           "refer to it.")
+    _apply(store, data)
+    db.session.flush()
+    return store
+
+
+def _apply(store: Store, data: dict[str, Any]) -> None:
+    for name, value in data.items():
+        if name == "quiet_hours":
+            store.quiet_start = value["start"] if value else None
+            store.quiet_end = value["end"] if value else None
+        else:
+            setattr(store, name, value)
 
 
 def get_store(code: str) -> Store:

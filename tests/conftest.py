@@ -18,6 +18,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import make_url, text
 from werkzeug.serving import make_server
 
+from campaigns import surveys
 from crm import create_app
 from crm.db import db, write_intent
 from crm.limits import limiter
@@ -58,6 +59,7 @@ def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "INSTANCE_PATH": str(tmp_path_factory.mktemp("instance")),
         "RATELIMIT_DEFAULT": "100000 per minute",
         "LOG_LEVEL": "WARNING",
+        "QUIET_HOURS": "",  # tests set quiet hours where they test them
     })
     with app.app_context():
         flask_migrate.upgrade()
@@ -83,6 +85,7 @@ def _fresh_state(app: Flask) -> Iterator[None]:
     _empty_tables(app)
     limiter.reset()
     settings.forget()
+    surveys.forget()
 
 
 class RequestClient(FlaskClient):

@@ -1,0 +1,98 @@
+"""Scheduled work, run by the scheduler (``campaigns.scheduler``) or by hand from the
+CLI. Each job is one function that is safe to run twice; ``run`` gives it an app
+context and a transaction, and records its last run in ``job_status``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, current_app
+from sqlalchemy.exc import SQLAlchemyError
+
+from campaigns import sender, surveys
+from campaigns.models import JobStatus
+from crm.db import db, utcnow
+from loyalty import jobs as loyalty_jobs
+
+log = logging.getLogger("campaigns.jobs")
+NODE = f"{socket.gethostname()}:{os.getpid()}"[:100]
+
+
+def _intervals(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """APScheduler trigger arguments per job."""
+    return {
+        "send-outbox": {"trigger": "interval", "seconds": config["SMS_SEND_INTERVAL_SECONDS"]},
+        "dispatch-surveys": {"trigger": "interval",
+                             "seconds": config["SURVEY_DISPATCH_SECONDS"]},
+        "release-pending": {"trigger": "interval", "minutes": 10},
+        "expire-points": {"trigger": "interval", "hours": 1},
+        "review-tiers": {"trigger": "cron", "hour": 3, "minute": 15},
+    }
+
+
+# What each job does. Campaign runs join these with the campaigns issue.
+WORK: dict[str, Callable[[], Any]] = {
+    "send-outbox": sender.send_outbox,
+    "dispatch-surveys": surveys.dispatch,
+    "release-pending": loyalty_jobs.release_pending,
+    "expire-points": loyalty_jobs.expire_points,
+    "review-tiers": loyalty_jobs.review_tiers,
+}
+
+_app: Flask | None = None
+
+
+def bind(app: Flask) -> None:
+    """The app jobs run in (the scheduler's process has one)."""
+    global _app
+    _app = app
+
+
+def schedule(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: trigger for name, trigger in _intervals(config).items() if name in WORK}
+
+
+def run(name: str) -> Any:
+    """Run one job now, in its own app context and transaction (what APScheduler
+    calls, by the textual reference ``campaigns.jobs:run``)."""
+    if _app is None:
+        raise RuntimeError("campaigns.jobs.bind(app) was not called in this process.")
+    with _app.app_context():
+        return run_here(name)
+
+
+def run_here(name: str) -> Any:
+    """Run one job in the current app context; commit its work, or roll it back."""
+    _mark(name, started=True)
+    try:
+        result = WORK[name]()
+        db.session.commit()
+    except Exception as exc:
+        db.session.rollback()
+        log.exception("job %s failed", name)
+        _mark(name, ok=False, result=repr(exc))
+        raise
+    _mark(name, ok=True, result=str(result))
+    return result
+
+
+def _mark(name: str, *, started: bool = False, ok: bool | None = None,
+          result: str | None = None) -> None:
+    try:
+        row = db.session.get(JobStatus, name, populate_existing=True)
+        if row is None:
+            row = JobStatus(name=name, node=NODE, runs=0, started_at=utcnow())
+            db.session.add(row)
+        if started:
+            row.node, row.started_at, row.runs = NODE, utcnow(), row.runs + 1
+            row.finished_at = row.ok = row.result = None
+        else:
+            row.finished_at, row.ok, row.result = utcnow(), ok, (result or "")[:300]
+        db.session.commit()
+    except SQLAlchemyError:
+        db.session.rollback()
+        current_app.logger.warning("could not record the status of job %s", name)

@@ -1,0 +1,173 @@
+"""Messaging, surveys and the scheduler's tables.
+
+A message is a row of the outbox, written in the same transaction as the decision to
+send it; the sender moves it through the states in ``campaigns.outbox``. Inbound SMS
+are kept as they came. A survey invitation is created when a purchase is recorded and
+becomes a message when it is due; an answer is unique per invitation (single use).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    Unicode,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from crm.db import BigId, db, utcnow
+
+PURPOSES = ("campaign", "survey", "transactional")
+# Our states, then Twilio's as its callbacks report them (ranked in campaigns.outbox).
+MESSAGE_STATUSES = ("queued", "sending", "in_doubt", "skipped", "submitted", "sent",
+                    "delivered", "undelivered", "failed", "read", "canceled")
+SURVEY_KINDS = ("nps", "csat")
+INVITATION_STATUSES = ("scheduled", "invited", "answered", "throttled", "no_consent",
+                       "no_phone", "canceled")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
+    listed = ", ".join(f"'{v}'" for v in values)
+    return CheckConstraint(f"{column} IN ({listed})", name=column)
+
+
+class Message(db.Model):
+    __tablename__ = "messages"
+    __table_args__ = (
+        _one_of("purpose", PURPOSES),
+        _one_of("status", MESSAGE_STATUSES),
+        Index("ix_messages_status_next_attempt", "status", "next_attempt_at"),
+        Index("ix_messages_customer_created", "customer_id", "created_at"),
+        Index("ix_messages_to_number", "to_number"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("customers.id"))
+    store_id: Mapped[int | None] = mapped_column(ForeignKey("stores.id"))
+    campaign_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    to_number: Mapped[str] = mapped_column(String(20))
+    body: Mapped[str] = mapped_column(Text)
+    purpose: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    provider_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    provider_status: Mapped[str | None] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claim: Mapped[str | None] = mapped_column(String(32))  # the sender's token while sending
+    claimed_at: Mapped[datetime | None]
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    submitted_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class InboundMessage(db.Model):
+    """An SMS a customer sent us, with what we made of it and what we answered."""
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (Index("ix_inbound_messages_customer_created", "customer_id",
+                            "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    provider_sid: Mapped[str] = mapped_column(String(64), unique=True)
+    from_number: Mapped[str] = mapped_column(String(20))
+    customer_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("customers.id"))
+    body: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16))  # opt_out, opt_in, help, survey, other
+    reply: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Survey(db.Model):
+    __tablename__ = "surveys"
+    __table_args__ = (_one_of("kind", SURVEY_KINDS),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(8))
+    question: Mapped[str] = mapped_column(String(300))
+    trigger: Mapped[str] = mapped_column(String(16), default="purchase")
+    channel: Mapped[str] = mapped_column(String(8), default="sms")
+    delay_hours: Mapped[int] = mapped_column(default=2)
+    throttle_days: Mapped[int] = mapped_column(default=90)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SurveyInvitation(db.Model):
+    __tablename__ = "survey_invitations"
+    __table_args__ = (
+        UniqueConstraint("survey_id", "purchase_id"),
+        _one_of("status", INVITATION_STATUSES),
+        Index("ix_survey_invitations_status_due", "status", "due_at"),
+        Index("ix_survey_invitations_customer_invited", "customer_id", "invited_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    survey_id: Mapped[int] = mapped_column(ForeignKey("surveys.id"))
+    customer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("customers.id"))
+    purchase_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("purchases.id"))
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id"))
+    status: Mapped[str] = mapped_column(String(16), default="scheduled")
+    due_at: Mapped[datetime]
+    invited_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    message_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("messages.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    survey: Mapped[Survey] = relationship(lazy="joined")
+    message: Mapped[Message | None] = relationship()
+
+
+class SurveyResponse(db.Model):
+    __tablename__ = "survey_responses"
+    __table_args__ = (Index("ix_survey_responses_survey_created", "survey_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    invitation_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("survey_invitations.id"), unique=True)
+    survey_id: Mapped[int] = mapped_column(ForeignKey("surveys.id"))
+    customer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("customers.id"),
+                                             index=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id"))
+    score: Mapped[int]
+    comment: Mapped[str | None] = mapped_column(Text)
+    channel: Mapped[str] = mapped_column(String(8))  # sms or web
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JobStatus(db.Model):
+    """The last run of each scheduled job: when, on which node, with what result."""
+
+    __tablename__ = "job_status"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node: Mapped[str] = mapped_column(String(100))
+    runs: Mapped[int] = mapped_column(default=0)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    ok: Mapped[bool | None]
+    result: Mapped[str | None] = mapped_column(String(300))
+
+
+# APScheduler's SQLAlchemyJobStore table, declared here so that a migration creates it
+# (the job store then finds it and leaves it as it is).
+apscheduler_jobs = Table(
+    "apscheduler_jobs", db.metadata,
+    Column("id", Unicode(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
+)
