@@ -128,7 +128,7 @@ class SurveyInvitation(db.Model):
     message_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("messages.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    survey: Mapped[Survey] = relationship(lazy="joined")
+    survey: Mapped[Survey] = relationship(lazy="joined", innerjoin=True)
     message: Mapped[Message | None] = relationship()
 
 

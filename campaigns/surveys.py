@@ -124,7 +124,7 @@ def dispatch(now: datetime | None = None) -> dict[str, int]:
             select(SurveyInvitation).where(SurveyInvitation.status == "scheduled",
                                            SurveyInvitation.due_at <= now)
             .order_by(SurveyInvitation.due_at, SurveyInvitation.id).limit(BATCH)
-            .with_for_update()))
+            .with_for_update(of=SurveyInvitation)))
         if not due:
             return counts
         people = {inv.customer_id for inv in due}
@@ -216,7 +216,8 @@ def answer(invitation_id: int, score: Any, comment: str | None, channel: str
            ) -> SurveyResponse:
     """Record the one answer an invitation allows (the invitation row is locked)."""
     inv = db.session.scalar(select(SurveyInvitation)
-                            .where(SurveyInvitation.id == invitation_id).with_for_update()
+                            .where(SurveyInvitation.id == invitation_id)
+                            .with_for_update(of=SurveyInvitation)
                             .execution_options(populate_existing=True))
     if inv is None:
         raise NotFound("No such survey invitation.")

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import itertools
 import json
 import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from email.utils import format_datetime
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse
@@ -170,10 +171,8 @@ class FakeTwilio:
             url, form, signature = self.signed_callback(message, status)
             request = urllib.request.Request(url, data=urlencode(form).encode(),
                                              headers={"X-Twilio-Signature": signature})
-            try:
+            with contextlib.suppress(OSError):  # Twilio gives up on a failed callback too
                 urllib.request.urlopen(request, timeout=5).close()
-            except OSError:
-                pass  # Twilio gives up on a callback that fails too
 
 
 def _error(status: int, code: int, message: str) -> dict[str, Any]:
@@ -199,16 +198,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        try:
+        with contextlib.suppress(OSError):  # the client gave up waiting
             self.wfile.write(data)
-        except OSError:
-            pass  # the client gave up waiting
 
     def _messages_path(self) -> bool:
         return urlparse(self.path).path == \
             f"/2010-04-01/Accounts/{self.fake.account_sid}/Messages.json"
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
         if not self._authorised():
@@ -217,7 +214,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._answer(404, _error(404, 20404, "Not found"))
         self._answer(*self.fake.create(form))
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         if not self._authorised():
             return self._answer(401, _error(401, 20003, "Authenticate"))
         if not self._messages_path():

@@ -68,7 +68,7 @@ def test_a_bad_or_missing_signature_is_403_and_changes_nothing(twilio, member, c
                     data={"MessageSid": sent["sid"], "MessageStatus": "delivered"})
     assert r.status_code == 403
     # signed for another URL (another message id): refused too
-    url, form, signature = twilio.signed_callback(sent, "delivered")
+    _, form, signature = twilio.signed_callback(sent, "delivered")
     r = client.post(f"/webhooks/twilio/status?message_id={message_id + 1}", data=form,
                     headers={"X-Twilio-Signature": signature})
     assert r.status_code == 403
