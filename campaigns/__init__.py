@@ -44,14 +44,14 @@ def _embed_scheduler(app: Flask) -> None:
     """SCHEDULER_EMBEDDED=1: the web process runs the scheduler too, from its first
     request on (under several workers, one of them is active)."""
     started = threading.Lock()
-    state: dict[str, object] = {}
 
     @app.before_request
     def start_scheduler() -> None:
-        if "stop" in state:
+        if "scheduler_stop" in app.extensions:
             return
         with started:
-            if "stop" not in state:
+            if "scheduler_stop" not in app.extensions:
                 from campaigns.scheduler import start_embedded
 
-                state["stop"] = start_embedded(app)
+                # set this event to stop the scheduler
+                app.extensions["scheduler_stop"] = start_embedded(app)
