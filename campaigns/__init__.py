@@ -10,6 +10,7 @@ from flask import Flask
 def init_app(app: Flask) -> None:
     """Register campaigns' blueprints, commands, jobs and signal handlers."""
     from campaigns import (
+        demo,
         history,
         models,  # noqa: F401  (tables known to migrations)
         surveys,
@@ -20,6 +21,7 @@ def init_app(app: Flask) -> None:
     from campaigns.webhooks import webhooks
     from crm import signals
     from crm.api import api
+    from crm.demo import demo_extensions
     from crm.privacy import export_sections
     from crm.timeline import timeline_sources
 
@@ -32,7 +34,8 @@ def init_app(app: Flask) -> None:
     signals.purchase_recorded.connect(surveys.on_purchase)
     signals.customer_erased.connect(history.on_erased)
     signals.customer_merged.connect(history.on_merged)
-    for registry, part in ((timeline_sources, history.timeline_sources),
+    for registry, part in ((demo_extensions, demo.load),
+                           (timeline_sources, history.timeline_sources),
                            (export_sections, history.export_section)):
         if part not in registry:
             registry.append(part)

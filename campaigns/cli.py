@@ -12,7 +12,7 @@ from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from campaigns import jobs, scheduler
+from campaigns import jobs, scheduler, sender
 from campaigns.models import JobStatus
 from crm.db import db
 
@@ -54,9 +54,12 @@ def run_job_command(name: str) -> None:
 
 
 @messages_cli.command("send")
-def send_command() -> None:
+@click.option("--budget", type=float, default=50.0, show_default=True,
+              help="Stop starting new batches after this many seconds.")
+def send_command(budget: float) -> None:
     """Send what is due in the outbox now."""
-    click.echo(json.dumps(jobs.run_here("send-outbox")))
+    click.echo(json.dumps(sender.send_outbox(budget_seconds=budget)))
+    db.session.commit()
 
 
 @surveys_cli.command("dispatch")

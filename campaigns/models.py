@@ -47,7 +47,7 @@ class Message(db.Model):
     __table_args__ = (
         _one_of("purpose", PURPOSES),
         _one_of("status", MESSAGE_STATUSES),
-        Index("ix_messages_status_next_attempt", "status", "next_attempt_at"),
+        Index("ix_messages_status_next_attempt", "status", "next_attempt_at", "id"),
         Index("ix_messages_customer_created", "customer_id", "created_at"),
         Index("ix_messages_to_number", "to_number"),
     )

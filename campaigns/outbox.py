@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Select, and_, select, update
+from sqlalchemy import Select, and_, or_, select, update
 
 from campaigns.models import Message
 from campaigns.quiet_hours import parse_window, quiet_until
@@ -68,10 +68,39 @@ def _due(now: datetime) -> Any:
     return and_(Message.status == "queued", Message.next_attempt_at <= now)
 
 
+def quiet_now(now: datetime) -> tuple[dict[int, datetime], datetime | None]:
+    """The stores in their quiet hours now, with when those end; and when QUIET_HOURS
+    ends for messages with no store (None: not quiet now)."""
+    config = current_app.config
+    default = parse_window(config["QUIET_HOURS"])
+    no_store = quiet_until(now, config["DEFAULT_TIMEZONE"], *default) if default else None
+    stores: dict[int, datetime] = {}
+    for store_id, zone, start, end in db.session.execute(
+            select(Store.id, Store.timezone, Store.quiet_start, Store.quiet_end)):
+        window = (start, end) if start and end else default
+        until = quiet_until(now, zone, *window) if window else None
+        if until is not None:
+            stores[store_id] = until
+    return stores, no_store
+
+
+def sendable(now: datetime) -> list[Any]:
+    """What a due message must meet to be claimed: its customer has SMS consent now, it
+    has a number, and it is not in quiet hours (unless transactional)."""
+    has_consent = select(Customer.id).where(Customer.id == Message.customer_id,
+                                            Customer.consent_sms.is_(True)).exists()
+    stores, no_store = quiet_now(now)
+    outside_quiet = [Message.purpose == "transactional",
+                     and_(Message.store_id.is_not(None), Message.store_id.not_in(stores))]
+    if no_store is None:
+        outside_quiet.append(Message.store_id.is_(None))
+    return [has_consent, Message.to_number != "", or_(*outside_quiet)]
+
+
 def hold_back(now: datetime) -> dict[str, int]:
-    """Before claiming: skip due messages whose customer has no SMS consent now, and
-    move those in their quiet hours to the end of them. Set-based: one statement for
-    consent and one per store in its quiet hours."""
+    """Once per sender run: skip due messages whose customer has no SMS consent now (or
+    no number), and move those in quiet hours to the end of them, so that batches
+    never read them again. Set-based: a statement for each."""
     no_consent = select(Customer.id).where(Customer.consent_sms.is_(False))
     skipped = db.session.execute(
         update(Message).where(_due(now), Message.customer_id.in_(no_consent)
@@ -84,22 +113,15 @@ def hold_back(now: datetime) -> dict[str, int]:
         .values(status="skipped", error_code="no_phone", error="No phone number to send to.")
         .execution_options(synchronize_session=False)).rowcount
     deferred = 0
-    config = current_app.config
-    default = parse_window(config["QUIET_HOURS"])
-    stores = db.session.execute(select(Store.id, Store.timezone, Store.quiet_start,
-                                       Store.quiet_end)).all()
-    windows: list[tuple[Any, str, tuple[str, str] | None]] = [
-        (Message.store_id.is_(None), config["DEFAULT_TIMEZONE"], default)]
-    windows += [(Message.store_id == store_id, zone,
-                 (start, end) if start and end else default)
-                for store_id, zone, start, end in stores]
-    for which, zone, window in windows:
-        until = quiet_until(now, zone, *window) if window else None
-        if until is not None:
-            deferred += db.session.execute(
-                update(Message).where(_due(now), which, Message.purpose != "transactional")
-                .values(next_attempt_at=until)
-                .execution_options(synchronize_session=False)).rowcount
+    stores, no_store = quiet_now(now)
+    windows = [(Message.store_id == store_id, until) for store_id, until in stores.items()]
+    if no_store is not None:
+        windows.append((Message.store_id.is_(None), no_store))
+    for which, until in windows:
+        deferred += db.session.execute(
+            update(Message).where(_due(now), which, Message.purpose != "transactional")
+            .values(next_attempt_at=until)
+            .execution_options(synchronize_session=False)).rowcount
     return {"skipped": skipped, "deferred": deferred}
 
 

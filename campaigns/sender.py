@@ -57,14 +57,14 @@ def send_outbox(gateway: TwilioGateway | None = None, *,
     if gateway is None:
         return {"not_configured": 1}
     report: Counter[str] = Counter(reconcile(gateway))
+    report.update(outbox.hold_back(utcnow()))
+    db.session.commit()
     callback = callback_base()
     deadline = time.monotonic() + budget_seconds
     with ThreadPoolExecutor(config["SMS_SEND_CONCURRENCY"],
                             thread_name_prefix="sms") as pool:
         while time.monotonic() < deadline:
-            now = utcnow()
-            report.update(outbox.hold_back(now))
-            token, claimed = claim(now, config["SMS_BATCH_SIZE"])
+            token, claimed = claim(utcnow(), config["SMS_BATCH_SIZE"])
             db.session.commit()
             if not claimed:
                 break
@@ -84,13 +84,14 @@ def send_outbox(gateway: TwilioGateway | None = None, *,
 
 
 def claim(now: datetime, size: int) -> tuple[str, list[Any]]:
-    """Take up to ``size`` due messages for this sender (the caller commits)."""
+    """Take up to ``size`` due messages that may be sent now (consent, quiet hours) for
+    this sender (the caller commits)."""
     token = secrets.token_hex(8)
     due = (select(Message.id).where(Message.status == "queued",
-                                    Message.next_attempt_at <= now)
+                                    Message.next_attempt_at <= now, *outbox.sendable(now))
            .order_by(Message.next_attempt_at, Message.id).limit(size))
     if db.engine.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
+        due = due.with_for_update(skip_locked=True, of=Message)
     rows = db.session.execute(
         update(Message).where(Message.id.in_(due.scalar_subquery()))
         .values(status="sending", claim=token, claimed_at=now, attempts=Message.attempts + 1)

@@ -7,7 +7,8 @@ opted-out ones (21610), and can misbehave on demand: answer errors, hang before 
 after storing a message, or be down. With ``callbacks`` on, it posts signed status
 callbacks (sent, then delivered) to each message's StatusCallback, as Twilio does.
 
-    python -m tests.fake_twilio --port 8099 --callbacks
+    python -m tests.fake_twilio --port 8099 --callbacks     # serve, print each SMS
+    python -m tests.fake_twilio reply +12125550004 "9 great"  # a signed inbound SMS
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import base64
 import contextlib
 import itertools
 import json
+import sys
 import threading
 import time
 import urllib.request
@@ -183,6 +185,7 @@ def _error(status: int, code: int, message: str) -> dict[str, Any]:
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeTwilio
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go as two writes
 
     def log_message(self, *_: Any) -> None:
         pass
@@ -215,6 +218,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(*self.fake.create(form))
 
     def do_GET(self) -> None:
+        if self.path == "/_fake/stats":  # for benchmarks: what was accepted
+            with self.fake.lock:
+                bodies = [m["body"] for m in self.fake.messages]
+            return self._answer(200, {"messages": len(bodies), "distinct": len(set(bodies)),
+                                      "requests": self.fake.requests})
         if not self._authorised():
             return self._answer(401, _error(401, 20003, "Authenticate"))
         if not self._messages_path():
@@ -224,13 +232,31 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(200, self.fake.list(parse_qs(urlparse(self.path).query)))
 
 
+def reply(argv: list[str]) -> None:
+    """Post a signed inbound SMS to the service, as Twilio would, and print its answer."""
+    parser = argparse.ArgumentParser(prog="python -m tests.fake_twilio reply")
+    parser.add_argument("from_number", help="the customer's number, e.g. +12125550004")
+    parser.add_argument("body", help="what the customer texts, e.g. '9 great service'")
+    parser.add_argument("--url", default="http://localhost:5000/webhooks/twilio/inbound",
+                        help="PUBLIC_BASE_URL + /webhooks/twilio/inbound")
+    args = parser.parse_args(argv)
+    form, signature = FakeTwilio().signed_inbound(args.url, args.from_number, args.body)
+    request = urllib.request.Request(args.url, data=urlencode(form).encode(),
+                                     headers={"X-Twilio-Signature": signature})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        print(answer.status, answer.read().decode())
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["reply"]:
+        return reply(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8099)
     parser.add_argument("--callbacks", action="store_true",
                         help="post signed status callbacks (sent, delivered)")
+    parser.add_argument("--quiet", action="store_true", help="do not print each message")
     args = parser.parse_args()
-    fake = FakeTwilio(callbacks=args.callbacks, echo=True)
+    fake = FakeTwilio(callbacks=args.callbacks, echo=not args.quiet)
     url = fake.start(args.port)
     print(f"fake Twilio on {url}: TWILIO_API_BASE_URL={url} TWILIO_ACCOUNT_SID={ACCOUNT_SID} "
           f"TWILIO_AUTH_TOKEN={AUTH_TOKEN} TWILIO_FROM=+15005550006", flush=True)

@@ -98,7 +98,7 @@ def upgrade():
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_messages_campaign_id'), ['campaign_id'], unique=False)
         batch_op.create_index('ix_messages_customer_created', ['customer_id', 'created_at'], unique=False)
-        batch_op.create_index('ix_messages_status_next_attempt', ['status', 'next_attempt_at'], unique=False)
+        batch_op.create_index('ix_messages_status_next_attempt', ['status', 'next_attempt_at', 'id'], unique=False)
         batch_op.create_index('ix_messages_to_number', ['to_number'], unique=False)
 
     op.create_table('survey_invitations',

@@ -40,7 +40,7 @@ def _stop(*processes) -> str:
             process.terminate()
         try:
             output += process.communicate(timeout=20)[0]
-        except Exception:  # noqa: BLE001
+        except Exception:
             process.kill()
             output += process.communicate()[0]
     return output

@@ -245,3 +245,22 @@ def test_sending_is_claimed_by_one_sender_only(twilio, member):
     assert {r.id for r in first} | {r.id for r in second} == set(ids)
     assert db.session.scalar(select(Message.claim).where(Message.id == second[0].id)) \
         == second_token != first_token
+
+
+def test_a_claim_never_takes_a_message_without_consent_or_in_quiet_hours(twilio, member,
+                                                                        factory):
+    """Consent and quiet hours are checked by the claim itself, not only before a run."""
+    quiet = factory.store("QT1", timezone="Asia/Tokyo",
+                          quiet_hours=_quiet_now("Asia/Tokyo"))
+    person, withdrawn = member(), member()
+    in_quiet = queue(person, "Sale!", store_id=quiet.id)
+    urgent = queue(person, "Receipt", "transactional", store_id=quiet.id)
+    late = queue(withdrawn)
+    db.session.rollback()
+    withdrawn = db.session.get(type(withdrawn), withdrawn.id)
+    withdrawn.consent_sms = False
+    db.session.commit()
+    _, claimed = sender.claim(datetime.now(UTC), 10)
+    db.session.commit()
+    assert [row.id for row in claimed] == [urgent]
+    assert message(in_quiet).status == message(late).status == "queued"
