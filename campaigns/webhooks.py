@@ -40,6 +40,8 @@ def _field(name: str, limit: int = 64) -> str:
 def status_callback() -> Response:
     _verify()
     message_id = request.args.get("message_id", type=int)
+    if message_id is not None and not 0 < message_id < 2**63:
+        message_id = None  # no message of ours: the SID decides
     outbox.apply_status(message_id, _field("MessageSid"), _field("MessageStatus", 16),
                         request.form.get("ErrorCode") or None)
     db.session.commit()

@@ -159,3 +159,15 @@ def test_messages_and_replies_are_on_the_timeline(twilio, member, client, factor
     labels = {item["type"]: item["label"] for item in r.get_json()["items"]}
     assert labels["sms"] == "campaign sms, submitted: Weekend sale: 20% off"
     assert labels["sms_reply"] == "other: sounds good"
+
+
+def test_messages_are_in_the_customers_export(twilio, member, client, factory):
+    person = member()
+    queue(person, "Weekend sale")
+    drain()
+    _inbound(client, twilio, person.phone, "STOP")
+    r = client.get(f"/api/v1/customers/{person.id}/export", headers=factory.headers("admin"))
+    assert r.status_code == 200, r.get_json()
+    messaging = r.get_json()["messaging"]
+    assert [m["body"] for m in messaging["sms_sent"]] == ["Weekend sale"]
+    assert [m["body"] for m in messaging["sms_received"]] == ["STOP"]
