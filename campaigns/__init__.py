@@ -16,17 +16,23 @@ def init_app(app: Flask) -> None:
         surveys,
     )
     from campaigns.cli import messages_cli, scheduler_cli, surveys_cli
-    from campaigns.routes import messages_blp, surveys_blp
+    from campaigns.planner import on_tier_changed
+    from campaigns.routes import campaigns_blp, messages_blp, segments_blp, surveys_blp
+    from campaigns.segments import member_condition
     from campaigns.survey_page import survey_page
     from campaigns.webhooks import webhooks
     from crm import signals
     from crm.api import api
+    from crm.customers import customer_filters
     from crm.demo import demo_extensions
     from crm.privacy import export_sections
     from crm.timeline import timeline_sources
 
     api.register_blueprint(messages_blp, url_prefix="/api/v1")
     api.register_blueprint(surveys_blp, url_prefix="/api/v1")
+    api.register_blueprint(segments_blp, url_prefix="/api/v1")
+    api.register_blueprint(campaigns_blp, url_prefix="/api/v1")
+    customer_filters["segment_id"] = member_condition
     app.register_blueprint(webhooks)
     app.register_blueprint(survey_page)
     for command in (scheduler_cli, messages_cli, surveys_cli):
@@ -34,6 +40,7 @@ def init_app(app: Flask) -> None:
     signals.purchase_recorded.connect(surveys.on_purchase)
     signals.customer_erased.connect(history.on_erased)
     signals.customer_merged.connect(history.on_merged)
+    signals.tier_changed.connect(on_tier_changed)
     for registry, part in ((demo_extensions, demo.load),
                            (timeline_sources, history.timeline_sources),
                            (export_sections, history.export_section)):

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Flask, current_app
 from sqlalchemy.exc import SQLAlchemyError
 
-from campaigns import sender, surveys
+from campaigns import planner, segments, sender, surveys
 from campaigns.models import JobStatus
 from crm.db import db, utcnow
 from loyalty import jobs as loyalty_jobs
@@ -31,11 +31,15 @@ def _intervals(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "release-pending": {"trigger": "interval", "minutes": 10},
         "expire-points": {"trigger": "interval", "hours": 1},
         "review-tiers": {"trigger": "cron", "hour": 3, "minute": 15},
+        "run-campaigns": {"trigger": "interval", "seconds": config["CAMPAIGN_RUN_SECONDS"]},
+        "refresh-insights": {"trigger": "cron", "hour": 2, "minute": 30},
     }
 
 
-# What each job does. Campaign runs join these with the campaigns issue.
+# What each job does.
 WORK: dict[str, Callable[[], Any]] = {
+    "run-campaigns": planner.run_due,
+    "refresh-insights": segments.refresh_insights,
     "send-outbox": sender.send_outbox,
     "dispatch-surveys": surveys.dispatch,
     "release-pending": loyalty_jobs.release_pending,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     CheckConstraint,
     Column,
@@ -26,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from crm.db import BigId, db, utcnow
+from crm.db import BigId, BigInt, db, utcnow
 
 PURPOSES = ("campaign", "survey", "transactional")
 # Our states, then Twilio's as its callbacks report them (ranked in campaigns.outbox).
@@ -171,3 +172,104 @@ apscheduler_jobs = Table(
     Column("next_run_time", Float(25), index=True),
     Column("job_state", LargeBinary, nullable=False),
 )
+
+
+# -- segments and campaigns --------------------------------------------------------------
+
+CAMPAIGN_STATUSES = ("draft", "active", "paused", "completed")
+RECIPIENT_STATUSES = ("queued", "quiet", "holdout", "capped", "no_consent", "no_phone")
+
+
+class Segment(db.Model):
+    __tablename__ = "segments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    rule: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class CustomerRfm(db.Model):
+    """Recency, frequency and monetary quintiles (5 = best) over the last year, for
+    customers who bought in it; refreshed by the refresh-insights job."""
+
+    __tablename__ = "customer_rfm"
+
+    customer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("customers.id"),
+                                             primary_key=True)
+    last_purchase_at: Mapped[datetime]
+    frequency: Mapped[int]
+    monetary: Mapped[int] = mapped_column(BigInt)
+    r: Mapped[int]
+    f: Mapped[int]
+    m: Mapped[int]
+    computed_at: Mapped[datetime]
+
+
+class CategoryAffinity(db.Model):
+    """How many customers bought both categories in the last year (co-purchases), for
+    recommendations; refreshed by the refresh-insights job."""
+
+    __tablename__ = "category_affinity"
+
+    category: Mapped[str] = mapped_column(String(64), primary_key=True)
+    other: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customers: Mapped[int]
+
+
+class Campaign(db.Model):
+    __tablename__ = "campaigns"
+    __table_args__ = (_one_of("status", CAMPAIGN_STATUSES),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id"))
+    channel: Mapped[str] = mapped_column(String(8), default="sms")
+    template: Mapped[str] = mapped_column(Text)
+    offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id"))
+    schedule: Mapped[dict] = mapped_column(JSON)  # {"at"} | {"cron"} | {"trigger", "days"?}
+    holdout_percent: Mapped[int] = mapped_column(default=0)
+    quiet_hours: Mapped[dict | None] = mapped_column(JSON)
+    frequency_cap: Mapped[dict | None] = mapped_column(JSON)  # {"count", "days"}
+    reentry_days: Mapped[int] = mapped_column(default=30)
+    attribution_days: Mapped[int] = mapped_column(default=14)
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    activated_at: Mapped[datetime | None]
+    last_run_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class CampaignRecipient(db.Model):
+    """Each person a campaign run picked, in the targeted or the holdout group, with
+    what became of them (queued, or why not)."""
+
+    __tablename__ = "campaign_recipients"
+    __table_args__ = (
+        _one_of("status", RECIPIENT_STATUSES),
+        Index("ix_campaign_recipients_campaign_customer", "campaign_id", "customer_id",
+              "created_at"),
+        Index("ix_campaign_recipients_customer", "customer_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    customer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("customers.id"))
+    holdout: Mapped[bool]
+    status: Mapped[str] = mapped_column(String(16))
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
+    coupon_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CampaignEvent(db.Model):
+    """Events campaign triggers wait for that no table keeps (a tier change)."""
+
+    __tablename__ = "campaign_events"
+    __table_args__ = (Index("ix_campaign_events_kind_created", "kind", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    customer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("customers.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

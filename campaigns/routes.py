@@ -1,4 +1,4 @@
-"""HTTP endpoints for the outbox and surveys."""
+"""HTTP endpoints for the outbox, surveys, segments and campaigns."""
 
 from __future__ import annotations
 
@@ -6,12 +6,19 @@ from typing import Any
 
 from flask.views import MethodView
 
-from campaigns import outbox, surveys
-from campaigns.models import Survey
+from campaigns import campaign_settings, outbox, reports, segments, surveys
+from campaigns.models import Campaign, Segment, Survey
 from campaigns.schemas import (
+    CampaignPageSchema,
+    CampaignReportSchema,
+    CampaignSchema,
     MessagePageSchema,
     MessageQuerySchema,
     ResultsQuerySchema,
+    RuleSchema,
+    SegmentPageSchema,
+    SegmentPreviewSchema,
+    SegmentSchema,
     SurveyPageSchema,
     SurveyResultsSchema,
     SurveySchema,
@@ -76,3 +83,119 @@ class SurveyResults(MethodView):
     @surveys_blp.response(200, SurveyResultsSchema)
     def get(self, args: dict[str, Any], survey_id: int) -> Any:
         return surveys.results(survey_id, args.get("store"), args.get("from_"), args.get("to"))
+
+
+segments_blp = Blueprint("segments", __name__, description="Customers picked by rules")
+campaigns_blp = Blueprint("campaigns", __name__, description="Retention campaigns by SMS")
+
+
+@segments_blp.route("/segments")
+class Segments(MethodView):
+    @require("marketing")
+    @segments_blp.arguments(PageArgs, location="query")
+    @segments_blp.response(200, SegmentPageSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        return paginate(segments.list_segments(), **args)
+
+    @require("marketing")
+    @segments_blp.arguments(SegmentSchema)
+    @segments_blp.response(201, SegmentSchema)
+    def post(self, data: dict[str, Any]) -> Any:
+        segment = segments.create_segment(data)
+        db.session.commit()
+        return segment
+
+
+@segments_blp.route("/segments/preview")
+class RulePreview(MethodView):
+    @require("marketing")
+    @segments_blp.arguments(RuleSchema)
+    @segments_blp.response(200, SegmentPreviewSchema)
+    def post(self, data: dict[str, Any]) -> Any:
+        """Count and sample of a rule, without saving it."""
+        return segments.preview(segments.checked(data["rule"]))
+
+
+@segments_blp.route("/segments/<id:segment_id>")
+class SegmentById(MethodView):
+    @require("marketing")
+    @segments_blp.response(200, SegmentSchema)
+    def get(self, segment_id: int) -> Any:
+        return get_or_404(Segment, segment_id, "segment")
+
+    @require("marketing")
+    @segments_blp.arguments(SegmentSchema(partial=True))
+    @segments_blp.response(200, SegmentSchema)
+    def patch(self, data: dict[str, Any], segment_id: int) -> Any:
+        segment = segments.update_segment(segment_id, data)
+        db.session.commit()
+        return segment
+
+
+@segments_blp.route("/segments/<id:segment_id>/preview")
+class SegmentPreview(MethodView):
+    @require("marketing")
+    @segments_blp.response(200, SegmentPreviewSchema)
+    def get(self, segment_id: int) -> Any:
+        return segments.preview(get_or_404(Segment, segment_id, "segment").rule)
+
+
+@campaigns_blp.route("/campaigns")
+class Campaigns(MethodView):
+    @require("marketing")
+    @campaigns_blp.arguments(PageArgs, location="query")
+    @campaigns_blp.response(200, CampaignPageSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        return paginate(campaign_settings.list_campaigns(), **args)
+
+    @require("marketing")
+    @campaigns_blp.arguments(CampaignSchema)
+    @campaigns_blp.response(201, CampaignSchema)
+    def post(self, data: dict[str, Any]) -> Any:
+        campaign = campaign_settings.create_campaign(data)
+        db.session.commit()
+        return campaign
+
+
+@campaigns_blp.route("/campaigns/<id:campaign_id>")
+class CampaignById(MethodView):
+    @require("marketing")
+    @campaigns_blp.response(200, CampaignSchema)
+    def get(self, campaign_id: int) -> Any:
+        return get_or_404(Campaign, campaign_id, "campaign")
+
+    @require("marketing")
+    @campaigns_blp.arguments(CampaignSchema(partial=True))
+    @campaigns_blp.response(200, CampaignSchema)
+    def patch(self, data: dict[str, Any], campaign_id: int) -> Any:
+        campaign = campaign_settings.update_campaign(campaign_id, data)
+        db.session.commit()
+        return campaign
+
+
+@campaigns_blp.route("/campaigns/<id:campaign_id>/activate")
+class CampaignActivate(MethodView):
+    @require("marketing")
+    @campaigns_blp.response(200, CampaignSchema)
+    def post(self, campaign_id: int) -> Any:
+        campaign = campaign_settings.activate(campaign_id)
+        db.session.commit()
+        return campaign
+
+
+@campaigns_blp.route("/campaigns/<id:campaign_id>/pause")
+class CampaignPause(MethodView):
+    @require("marketing")
+    @campaigns_blp.response(200, CampaignSchema)
+    def post(self, campaign_id: int) -> Any:
+        campaign = campaign_settings.pause(campaign_id)
+        db.session.commit()
+        return campaign
+
+
+@campaigns_blp.route("/campaigns/<id:campaign_id>/report")
+class CampaignReport(MethodView):
+    @require("marketing")
+    @campaigns_blp.response(200, CampaignReportSchema)
+    def get(self, campaign_id: int) -> Any:
+        return reports.report(campaign_id)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from datetime import datetime
+from typing import Any
 
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from campaigns.campaign_settings import TRIGGERS
 from campaigns.models import MESSAGE_STATUSES, PURPOSES, SURVEY_KINDS
-from crm.schemas import Moment, PageArgs, Text, page_of
+from crm.schemas import Moment, PageArgs, QuietHoursSchema, Text, page_of
 
 _ID = validate.Range(1, 2**63 - 1)
 
@@ -94,3 +98,126 @@ class SurveyResultsSchema(_Tally):
     response_rate = fields.Integer(allow_none=True)
     by_store = fields.List(fields.Nested(StoreTallySchema))
     comments = fields.List(fields.Nested(CommentSchema))
+
+
+# -- segments and campaigns --------------------------------------------------------------
+
+class SegmentSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    name = Text(required=True, validate=validate.Length(1, 200))
+    rule = fields.Dict(required=True, metadata={
+        "description": "all / any / not of conditions {field, op, value, window_days?}",
+        "example": {"all": [
+            {"field": "spend", "op": "gte", "value": "400.00", "window_days": 30},
+            {"field": "days_since_last_purchase", "op": "gte", "value": 14}]}})
+    created_at = fields.AwareDateTime(dump_only=True)
+    updated_at = fields.AwareDateTime(dump_only=True)
+
+
+SegmentPageSchema = page_of(SegmentSchema, "SegmentPage")
+
+
+class RuleSchema(Schema):
+    rule = fields.Dict(required=True)
+
+
+class MemberSampleSchema(Schema):
+    id = fields.Integer()
+    first_name = fields.String(allow_none=True)
+    last_name = fields.String(allow_none=True)
+    city = fields.String(allow_none=True)
+    created_at = fields.AwareDateTime()
+
+
+class SegmentPreviewSchema(Schema):
+    count = fields.Integer()
+    sample = fields.List(fields.Nested(MemberSampleSchema))
+
+
+def _moment_text(value: str) -> None:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None or not 2000 <= moment.year <= 2100:
+        raise ValidationError("A time in ISO 8601 with its offset, such as "
+                              "2026-12-01T09:00:00+00:00.")
+
+
+class ScheduleSchema(Schema):
+    at = fields.String(validate=_moment_text, metadata={"description": "once, at this time"})
+    cron = fields.String(validate=validate.Length(1, 100),
+                         metadata={"description": "recurring, crontab in UTC",
+                                   "example": "0 10 * * MON"})
+    trigger = fields.String(validate=validate.OneOf(tuple(TRIGGERS)))
+    days = fields.Integer(validate=validate.Range(1, 3650), metadata={
+        "description": "for no_purchase (days without one) and points_expiring (within)"})
+
+    @validates_schema
+    def _one_kind(self, data: dict[str, Any], **_: Any) -> None:
+        kinds = [k for k in ("at", "cron", "trigger") if k in data]
+        if len(kinds) != 1:
+            raise ValidationError("Give exactly one of at, cron or trigger.", "_schema")
+        if "days" in data and "trigger" not in data:
+            raise ValidationError("days goes with a trigger.", "days")
+
+
+class FrequencyCapSchema(Schema):
+    count = fields.Integer(required=True, validate=validate.Range(1, 100))
+    days = fields.Integer(required=True, validate=validate.Range(1, 365))
+
+
+class CampaignSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    name = Text(required=True, validate=validate.Length(1, 200))
+    segment_id = fields.Integer(required=True, validate=_ID)
+    channel = fields.String(load_default="sms", validate=validate.OneOf(("sms",)))
+    template = fields.String(required=True, validate=validate.Length(1, 1600), metadata={
+        "description": "Fields: {first_name} {last_name} {name} {points} {tier} "
+                       "{coupon_code} {expiring_points} {recommendation}",
+        "example": "Hi {name}, {points} points are waiting. Use {coupon_code} for 10% off."})
+    offer_id = fields.Integer(allow_none=True, load_default=None, validate=_ID)
+    schedule = fields.Nested(ScheduleSchema, required=True)
+    holdout_percent = fields.Integer(load_default=10, validate=validate.Range(0, 90))
+    quiet_hours = fields.Nested(QuietHoursSchema, allow_none=True, load_default=None)
+    frequency_cap = fields.Nested(FrequencyCapSchema, allow_none=True, load_default=None)
+    reentry_days = fields.Integer(load_default=30, validate=validate.Range(1, 3650))
+    attribution_days = fields.Integer(load_default=14, validate=validate.Range(1, 90))
+    status = fields.String(dump_only=True)
+    activated_at = fields.AwareDateTime(dump_only=True, allow_none=True)
+    last_run_at = fields.AwareDateTime(dump_only=True, allow_none=True)
+    created_at = fields.AwareDateTime(dump_only=True)
+
+
+CampaignPageSchema = page_of(CampaignSchema, "CampaignPage")
+
+
+class GroupSchema(Schema):
+    recipients = fields.Integer()
+    converters = fields.Integer()
+    conversion_rate = fields.Float(allow_none=True)
+    revenue = fields.String()
+    revenue_per_recipient = fields.String(allow_none=True)
+
+
+class CampaignReportSchema(Schema):
+    campaign_id = fields.Integer()
+    status = fields.String()
+    last_run_at = fields.AwareDateTime(allow_none=True)
+    attribution_days = fields.Integer()
+    audience = fields.Integer()
+    targeted = fields.Integer()
+    holdout = fields.Integer()
+    not_sent = fields.Dict(keys=fields.String(), values=fields.Integer(),
+                           metadata={"description": "targeted but not sent, by reason"})
+    queued = fields.Integer()
+    sent = fields.Integer()
+    delivered = fields.Integer()
+    failed = fields.Integer()
+    skipped = fields.Integer()
+    opted_out = fields.Integer()
+    coupons_redeemed = fields.Integer()
+    currency = fields.String()
+    groups = fields.Dict(keys=fields.String(), values=fields.Nested(GroupSchema))
+    lift = fields.Dict(metadata={"description": "conversion difference targeted - holdout "
+                                 "with its 95% interval, relative lift, incremental revenue"})

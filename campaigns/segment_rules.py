@@ -161,7 +161,7 @@ def _value(raw: Any, spec: Field, name: str, path: str, currency: str) -> Any:
             raise _bad(path, 'An amount as a decimal string, such as "400.00".')
         try:
             return to_minor(amount, currency)
-        except Exception:  # noqa: BLE001  (more decimals than the currency has)
+        except Exception:
             raise _bad(path, f"Not an amount in {currency}.") from None
     if spec.kind == "datetime":
         try:
@@ -238,8 +238,8 @@ def _aggregate(measure: Callable[[], Any], zero_matches: bool) -> Callable:
 
 def _zero_passes(node: dict[str, Any]) -> bool:
     op, value = node["op"], node["value"]
-    checks = {"eq": lambda: value == 0, "ne": lambda: value != 0, "gt": lambda: 0 > value,
-              "gte": lambda: 0 >= value, "lt": lambda: 0 < value, "lte": lambda: 0 <= value,
+    checks = {"eq": lambda: value == 0, "ne": lambda: value != 0, "gt": lambda: value < 0,
+              "gte": lambda: value <= 0, "lt": lambda: value > 0, "lte": lambda: value >= 0,
               "in": lambda: 0 in value, "between": lambda: value[0] <= 0 <= value[1]}
     return checks[op]()
 
@@ -363,7 +363,8 @@ def _expiring(node: dict[str, Any], now: datetime) -> ColumnElement[bool]:
 
 def _nps(node: dict[str, Any], now: datetime) -> ColumnElement[bool]:
     """The score of the person's latest NPS answer."""
-    latest = (select(func.max(SurveyResponse.id)).join(Survey, Survey.id == SurveyResponse.survey_id)
+    latest = (select(func.max(SurveyResponse.id))
+              .join(Survey, Survey.id == SurveyResponse.survey_id)
               .where(Survey.kind == "nps").group_by(SurveyResponse.customer_id))
     return Customer.id.in_(select(SurveyResponse.customer_id).where(
         SurveyResponse.id.in_(latest), compare(SurveyResponse.score, node["op"], node["value"])))

@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "SCHEDULER_POLL_SECONDS": 1.0,  # how often a standby scheduler tries to take over
     "SMS_SEND_INTERVAL_SECONDS": 5.0,  # how often the scheduler drains the outbox
     "SURVEY_DISPATCH_SECONDS": 60.0,
+    "CAMPAIGN_RUN_SECONDS": 60.0,  # how often active campaigns are looked at
     "SMS_BATCH_SIZE": 200,  # messages claimed by the sender at once
     "SMS_SEND_CONCURRENCY": 8,  # requests to Twilio in flight at once
     "SMS_TIMEOUT_SECONDS": 10.0,  # per request to Twilio

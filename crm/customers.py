@@ -174,10 +174,19 @@ def _holders(kind: str, value: str) -> Select[tuple[int]]:
     )
 
 
+# Filters feature packages add to the customer search: name -> condition for a value.
+customer_filters: dict[str, Callable[[Any], Any]] = {}
+
+
 def search_customers(filters: dict[str, Any]) -> Select[tuple[Customer]]:
     """A select of the customers matching every filter given. ``q`` matches an exact
     email, phone or card, or names whose words start with the words of ``q``."""
     stmt = select(Customer).order_by(Customer.id)
+    for name in ("segment_id",):
+        if filters.get(name) is not None:
+            if name not in customer_filters:
+                raise Invalid(f"{name} is not available here.", errors={name: ["Unknown."]})
+            stmt = stmt.where(customer_filters[name](filters[name]))
     identifiers = normalize_fields(filters)
     for kind, value in identifiers.items():
         if value is not None:

@@ -277,6 +277,13 @@ def allocate_ids(table: Any, count: int) -> list[int]:
     return list(range(start + 1, start + count + 1))
 
 
+def plus_days(column: Any, days: int) -> Any:
+    """``column`` (a UTCDateTime) plus whole days, in SQL, comparable with such columns."""
+    if db.engine.dialect.name == "postgresql":
+        return column + func.make_interval(0, 0, 0, int(days))
+    return func.strftime("%Y-%m-%d %H:%M:%f", column, f"{int(days):+d} days")
+
+
 def lock_name(name: str) -> None:
     """Serialise transactions that touch ``name`` until they end: a PostgreSQL advisory
     transaction lock. On SQLite writers are serialised already."""

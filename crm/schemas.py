@@ -258,6 +258,8 @@ class CustomerQuerySchema(PageArgs):
     email = fields.String(validate=validate.Length(1, 320))
     phone = fields.String(validate=validate.Length(1, 40))
     card_number = fields.String(data_key="card", validate=validate.Length(1, 64))
+    segment_id = fields.Integer(validate=validate.Range(1, 2**31 - 1),
+                                metadata={"description": "Members of this segment."})
 
 
 StorePageSchema = page_of(StoreSchema, "StorePage")

@@ -142,6 +142,25 @@ def issue_codes(offer: Offer, count: int, *, prefix: str = "", length: int = 10,
     return batch, made
 
 
+def issue_personal(offer: Offer, customer_ids: list[int], length: int = 10
+                   ) -> dict[int, tuple[int, str]]:
+    """One single-use personal coupon of ``offer`` for each customer, in bulk: customer
+    id -> (coupon id, code). A code that exists already is drawn again."""
+    batch = secrets.token_hex(8)
+    now = utcnow()
+    made: dict[int, tuple[int, str]] = {}
+    while len(made) < len(customer_ids):
+        missing = [c for c in customer_ids if c not in made]
+        db.session.execute(insert_ignoring_conflicts(Coupon, "code"), [
+            {"offer_id": offer.id, "code": code, "batch": batch, "customer_id": customer,
+             "max_uses": 1, "uses": 0, "created_at": now}
+            for customer, code in zip(missing, random_codes(len(missing), length),
+                                      strict=True)])
+        made = {customer: (coupon_id, code) for coupon_id, customer, code in db.session.execute(
+            select(Coupon.id, Coupon.customer_id, Coupon.code).where(Coupon.batch == batch))}
+    return made
+
+
 def issue(offer_id: int, count: int, *, prefix: str = "", length: int = 10,
           customer_id: int | None = None) -> dict[str, Any]:
     """A batch of codes, or one personal coupon; the codes listed when at most 1000."""

@@ -195,6 +195,7 @@ class Purchase(db.Model):
     __table_args__ = (
         UniqueConstraint("store_id", "receipt_id"),
         Index("ix_purchases_customer_occurred", "customer_id", "occurred_at"),
+        Index("ix_purchases_occurred", "occurred_at"),  # segments: activity in a window
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -226,7 +227,7 @@ class PurchaseLine(db.Model):
     purchase_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("purchases.id"),
                                              index=True)
     sku: Mapped[str] = mapped_column(String(64), index=True)
-    category: Mapped[str | None] = mapped_column(String(64))
+    category: Mapped[str | None] = mapped_column(String(64), index=True)  # segments
     quantity: Mapped[int]
     unit_price: Mapped[int] = mapped_column(BigInt)
     amount: Mapped[int] = mapped_column(BigInt)
