@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import and_, extract, false, func, not_, or_, select, true
@@ -22,7 +21,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from campaigns.models import CustomerRfm, Survey, SurveyResponse
 from crm.errors import Invalid
 from crm.models import Customer, Store
-from crm.money import to_minor
+from crm.money import InvalidAmount, to_minor
 from loyalty.models import Account, CouponRedemption, Lot, Purchase, PurchaseLine, Tier
 
 OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "between")
@@ -154,15 +153,9 @@ def _value(raw: Any, spec: Field, name: str, path: str, currency: str) -> Any:
         return raw
     if spec.kind == "money":
         try:
-            amount = Decimal(raw) if isinstance(raw, str) else None
-        except InvalidOperation:
-            amount = None
-        if amount is None or not amount.is_finite() or abs(amount) > 10**10:
-            raise _bad(path, 'An amount as a decimal string, such as "400.00".')
-        try:
-            return to_minor(amount, currency)
-        except Exception:
-            raise _bad(path, f"Not an amount in {currency}.") from None
+            return to_minor(raw, currency)
+        except InvalidAmount as e:
+            raise _bad(path, f"{e} ({currency}, such as \"400.00\")") from None
     if spec.kind == "datetime":
         try:
             moment = datetime.fromisoformat(raw) if isinstance(raw, str) else None
