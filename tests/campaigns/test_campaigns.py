@@ -155,7 +155,7 @@ def test_concurrent_runs_of_one_campaign_do_not_double(app, campaign, member, ti
             try:
                 planner.run_due()
                 db.session.commit()
-            except BaseException as e:  # noqa: BLE001
+            except BaseException as e:
                 errors.append(e)
 
     threads = [threading.Thread(target=worker) for _ in range(3)]
