@@ -305,3 +305,19 @@ def test_the_report_compares_targeted_and_holdout(client, marketing, campaign, m
     assert lift["conversion_difference"] == round(2 / n1 - 1 / n2, 6)
     assert lift["ci_low"] < lift["conversion_difference"] < lift["ci_high"]
     assert lift["significant"] is False and lift["confidence"] == 0.95
+
+
+def test_the_demo_campaign_has_a_report(runner, client, factory):
+    result = runner.invoke(args=["demo"])
+    assert result.exit_code == 0, result.output
+    db.session.rollback()
+    campaign_id = db.session.scalar(select(Campaign.id).where(
+        Campaign.name == "Welcome back (demo)"))
+    r = client.get(f"/api/v1/campaigns/{campaign_id}/report",
+                   headers=factory.headers("marketing"))
+    report = r.get_json()
+    assert r.status_code == 200 and report["audience"] > 100, report
+    assert report["holdout"] > 0 and report["delivered"] == report["targeted"]
+    assert report["groups"]["targeted"]["converters"] > 0
+    assert runner.invoke(args=["demo"]).exit_code == 0  # again: nothing added twice
+    assert db.session.scalar(select(func.count()).select_from(Campaign)) == 1
