@@ -65,8 +65,8 @@ def report(campaign_id: int) -> dict[str, Any]:
         "last_run_at": campaign.last_run_at, "attribution_days": campaign.attribution_days,
         "audience": sum(sizes.values()), "holdout": sizes.get(True, 0),
         "targeted": sizes.get(False, 0),
-        "not_sent": {k: statuses.get(k, 0) for k in ("capped", "quiet", "no_consent",
-                                                      "no_phone")},
+        "not_sent": {k: statuses.get(k, 0) for k in ("capped", "no_consent", "no_phone")},
+        "waiting_for_quiet_hours_end": statuses.get("quiet", 0),
         "queued": messages.get("queued", 0) + messages.get("sending", 0)
         + messages.get("in_doubt", 0),
         "sent": sum(messages.get(s, 0) for s in SENT),

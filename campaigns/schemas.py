@@ -210,6 +210,7 @@ class CampaignReportSchema(Schema):
     holdout = fields.Integer()
     not_sent = fields.Dict(keys=fields.String(), values=fields.Integer(),
                            metadata={"description": "targeted but not sent, by reason"})
+    waiting_for_quiet_hours_end = fields.Integer()
     queued = fields.Integer()
     sent = fields.Integer()
     delivered = fields.Integer()

@@ -125,6 +125,10 @@ def test_caps_quiet_hours_and_consent_are_recorded_with_reasons(campaign, member
     waiting = db.session.get(Message, got[quiet_one.id].message_id)
     ends = (local + timedelta(hours=1)).strftime("%H:%M")
     assert waiting.next_attempt_at.astimezone(ZoneInfo("Asia/Tokyo")).strftime("%H:%M") == ends
+    report = factory.app.test_client().get(f"/api/v1/campaigns/{created['id']}/report",
+                                           headers=factory.headers("marketing")).get_json()
+    assert report["not_sent"] == {"capped": 1, "no_consent": 1, "no_phone": 1}
+    assert (report["waiting_for_quiet_hours_end"], report["queued"]) == (1, 2)
 
 
 def test_a_triggered_campaign_reaches_a_person_once_per_reentry_window(campaign, member, till):
