@@ -164,8 +164,10 @@ def plan_campaign() -> tuple[float, dict[str, int]]:
     counts = planner.run(db.session.get(Campaign, campaign.id), NOW + timedelta(seconds=1))
     db.session.commit()
     elapsed = time.perf_counter() - started
-    queued = db.session.scalar(select(func.count()).select_from(Message))
-    recipients = db.session.scalar(select(func.count()).select_from(CampaignRecipient))
+    queued = db.session.scalar(select(func.count()).select_from(Message)
+                               .where(Message.campaign_id == campaign.id))
+    recipients = db.session.scalar(select(func.count()).select_from(CampaignRecipient)
+                                   .where(CampaignRecipient.campaign_id == campaign.id))
     assert queued == counts["queued"] and recipients == counts["audience"]
     return elapsed, counts
 

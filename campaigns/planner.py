@@ -19,6 +19,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import and_, extract, func, select, true
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.sql.elements import ColumnElement
 
 from campaigns import segments
@@ -206,10 +207,7 @@ def _people(ids: list[int], used: set[str], now: datetime) -> dict[int, dict[str
                    CustomerIdentifier.kind == "phone")
             .group_by(CustomerIdentifier.customer_id)):
         people[customer_id]["phone"] = phone
-    latest = (select(func.max(Purchase.id)).where(any_of(Purchase.customer_id, ids))
-              .group_by(Purchase.customer_id))
-    for customer_id, store_id in db.session.execute(
-            select(Purchase.customer_id, Purchase.store_id).where(Purchase.id.in_(latest))):
+    for customer_id, store_id in db.session.execute(_last_stores(ids)):
         people[customer_id]["store_id"] = store_id
     if used & {"points", "tier"}:
         for customer_id, balance, tier in db.session.execute(
@@ -229,6 +227,19 @@ def _people(ids: list[int], used: set[str], now: datetime) -> dict[int, dict[str
         for customer_id, category in recommendations(ids, now).items():
             people[customer_id]["recommendation"] = category
     return people
+
+
+def _last_stores(ids: list[int]) -> Any:
+    """(customer, store of their latest purchase): DISTINCT ON over the (customer, time)
+    index on PostgreSQL; the newest purchase id per customer on SQLite."""
+    if db.engine.dialect.name == "postgresql":
+        return (select(Purchase.customer_id, Purchase.store_id)
+                .where(any_of(Purchase.customer_id, ids))
+                .order_by(Purchase.customer_id, Purchase.occurred_at.desc())
+                .ext(distinct_on(Purchase.customer_id)))
+    latest = (select(func.max(Purchase.id)).where(any_of(Purchase.customer_id, ids))
+              .group_by(Purchase.customer_id))
+    return select(Purchase.customer_id, Purchase.store_id).where(Purchase.id.in_(latest))
 
 
 def recommendations(ids: list[int], now: datetime) -> dict[int, str]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, extract, false, func, not_, or_, select, true
+from sqlalchemy import and_, exists, extract, false, func, not_, or_, select, true
 from sqlalchemy.sql.elements import ColumnElement
 
 from campaigns.models import CustomerRfm, Survey, SurveyResponse
@@ -238,25 +238,35 @@ def _zero_passes(node: dict[str, Any]) -> bool:
 
 
 def _days_since_last(node: dict[str, Any], now: datetime) -> ColumnElement[bool]:
-    """Days since the last purchase, as times: ``gte 14`` is "last bought on or before
-    now - 14 days", so the index on (customer, occurred_at) serves it."""
+    """Days since the last purchase, as times: ``gte 14`` is "bought, and nothing since
+    now - 14 days" — an anti-join on recent purchases, not an aggregate over all of them."""
     op, value = node["op"], node["value"]
-    last = func.max(Purchase.occurred_at)
 
     def before(days: int) -> datetime:
         return now - timedelta(days=days)
 
-    flipped = {"gte": lambda: last <= before(value), "gt": lambda: last < before(value),
-               "lte": lambda: last >= before(value), "lt": lambda: last > before(value),
-               "eq": lambda: and_(last <= before(value), last > before(value + 1)),
-               "ne": lambda: or_(last > before(value), last <= before(value + 1)),
-               "between": lambda: and_(last <= before(value[0]),
-                                       last > before(value[1] + 1)),
-               "in": lambda: or_(*(and_(last <= before(v), last > before(v + 1))
-                                   for v in value))}
+    def bought(*where: Any) -> ColumnElement[bool]:
+        return exists().where(Purchase.customer_id == Customer.id, *where)
+
+    if op == "gte":
+        return and_(bought(), not_(bought(Purchase.occurred_at > before(value))))
+    if op == "gt":
+        return and_(bought(), not_(bought(Purchase.occurred_at >= before(value))))
+    if op == "lte":
+        return bought(Purchase.occurred_at >= before(value))
+    if op == "lt":
+        return bought(Purchase.occurred_at > before(value))
+    last = func.max(Purchase.occurred_at)
+
+    def aged(days: int) -> ColumnElement[bool]:  # exactly this many days ago
+        return and_(last <= before(days), last > before(days + 1))
+
+    having = {"eq": lambda: aged(value), "ne": lambda: not_(aged(value)),
+              "between": lambda: and_(last <= before(value[0]), last > before(value[1] + 1)),
+              "in": lambda: or_(*(aged(v) for v in value))}[op]()
     return Customer.id.in_(select(Purchase.customer_id)
                            .where(Purchase.customer_id.is_not(None))
-                           .group_by(Purchase.customer_id).having(flipped[op]()))
+                           .group_by(Purchase.customer_id).having(having))
 
 
 def _bought(column: Any) -> Callable:

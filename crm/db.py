@@ -22,6 +22,8 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import Any
 
+import psycopg
+import sqlalchemy.exc
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import (
     JSON,
@@ -220,16 +222,16 @@ def any_of(column: Any, values: list[Any]) -> Any:
 
 
 def bulk_insert(table: Any, rows: list[dict[str, Any]]) -> None:
-    """Insert many rows with the driver's own executemany, skipping SQLAlchemy's
-    per-value processing (a third of the time of a large batch). Values must be plain:
-    datetimes aware (stored as UTCDateTime stores them), no defaults filled in."""
+    """Insert many rows with the driver's own executemany (SQLite) or COPY (PostgreSQL),
+    skipping SQLAlchemy's per-value processing (a third of the time of a large batch).
+    Values must be plain: datetimes aware (stored as UTCDateTime stores them), no
+    defaults filled in. A unique violation fails the whole batch."""
     if not rows:
         return
     columns = list(rows[0])
     sqlite = db.engine.dialect.name == "sqlite"
-    marker = "?" if sqlite else "%s"
     sql = (f"INSERT INTO {table.name} ({', '.join(columns)}) "
-           f"VALUES ({', '.join([marker] * len(columns))})")
+           f"VALUES ({', '.join('?' * len(columns))})")
 
     formatted: dict[datetime, str] = {}  # a batch has few distinct times
 
@@ -260,7 +262,19 @@ def bulk_insert(table: Any, rows: list[dict[str, Any]]) -> None:
                 record[i] = convert(record[i])
             record = tuple(record)
         values.append(record)
-    db.session.connection().exec_driver_sql(sql, values)
+    if sqlite:
+        db.session.connection().exec_driver_sql(sql, values)
+        return
+    # PostgreSQL: COPY, in the session's transaction (several times faster than
+    # executemany for batches of this size).
+    driver = db.session.connection().connection.driver_connection
+    statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for record in values:
+                copy.write_row(record)
+    except psycopg.errors.IntegrityError as e:  # as SQLAlchemy would report it
+        raise sqlalchemy.exc.IntegrityError(statement, None, e) from e
 
 
 def allocate_ids(table: Any, count: int) -> list[int]:

@@ -22,9 +22,10 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from crm.customers import get_customer
-from crm.db import db, get_or_404, insert_ignoring_conflicts, utcnow
+from crm.db import bulk_insert, db, get_or_404, insert_ignoring_conflicts, utcnow
 from crm.errors import Conflict, Invalid
 from crm.money import amounts_to_minor, exponent, to_amount
 from loyalty import settings
@@ -145,20 +146,33 @@ def issue_codes(offer: Offer, count: int, *, prefix: str = "", length: int = 10,
 def issue_personal(offer: Offer, customer_ids: list[int], length: int = 10
                    ) -> dict[int, tuple[int, str]]:
     """One single-use personal coupon of ``offer`` for each customer, in bulk: customer
-    id -> (coupon id, code). A code that exists already is drawn again."""
+    id -> (coupon id, code). Codes are drawn from 31^10 values, so a batch is written
+    at once (COPY on PostgreSQL); in the rare batch where a code exists already, the
+    batch is rolled back to its savepoint and written again skipping taken codes, and
+    those customers get new codes."""
     batch = secrets.token_hex(8)
     now = utcnow()
+
+    def rows(customers: list[int]) -> list[dict[str, Any]]:
+        return [{"offer_id": offer.id, "code": code, "batch": batch, "customer_id": customer,
+                 "max_uses": 1, "uses": 0, "created_at": now}
+                for customer, code in zip(customers, random_codes(len(customers), length),
+                                          strict=True)]
+
+    first = rows(customer_ids)
+    try:
+        with db.session.begin_nested():
+            bulk_insert(Coupon.__table__, first)
+    except IntegrityError:
+        db.session.execute(insert_ignoring_conflicts(Coupon, "code"), first)
     made: dict[int, tuple[int, str]] = {}
-    while len(made) < len(customer_ids):
-        missing = [c for c in customer_ids if c not in made]
-        db.session.execute(insert_ignoring_conflicts(Coupon, "code"), [
-            {"offer_id": offer.id, "code": code, "batch": batch, "customer_id": customer,
-             "max_uses": 1, "uses": 0, "created_at": now}
-            for customer, code in zip(missing, random_codes(len(missing), length),
-                                      strict=True)])
+    while True:
         made = {customer: (coupon_id, code) for coupon_id, customer, code in db.session.execute(
             select(Coupon.id, Coupon.customer_id, Coupon.code).where(Coupon.batch == batch))}
-    return made
+        missing = [c for c in customer_ids if c not in made]
+        if not missing:
+            return made
+        db.session.execute(insert_ignoring_conflicts(Coupon, "code"), rows(missing))
 
 
 def issue(offer_id: int, count: int, *, prefix: str = "", length: int = 10,

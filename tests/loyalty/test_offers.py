@@ -2,6 +2,7 @@ import csv
 import io
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 import requests
@@ -265,3 +266,19 @@ def test_a_claimed_purchase_gets_its_points_coupon_bonus(till, factory, offer, c
     assert r.get_json()["points_earned"] == 125
     assert r.get_json()["coupons_applied"][0]["bonus_points"] == 25
     assert till.points(c.id)["balance"] == 125
+
+
+def test_personal_coupons_in_bulk_survive_code_collisions(factory, program):
+    """One-letter codes: 20 people drawing from 31 letters collide within the batch, so
+    the batch is written again around the taken codes until everyone has one."""
+    from crm.db import db
+    from loyalty import coupons
+
+    people = [factory.customer().id for _ in range(20)]
+    db.session.rollback()
+    offer = coupons.create_offer({"name": "x", "kind": "percent", "value": Decimal(5),
+                                  "currency": "EUR"})
+    made = coupons.issue_personal(offer, people, length=1)
+    db.session.commit()
+    assert sorted(made) == sorted(people)
+    assert len({code for _, code in made.values()}) == 20
