@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, render_template, request
 
 from campaigns import surveys
+from campaigns.models import SurveyInvitation
 from crm.db import db
 from crm.errors import DomainError
 
@@ -19,7 +20,7 @@ def _message(title: str, text: str, status: int) -> tuple[str, int]:
     return render_template("survey.html", title=title, text=text), status
 
 
-def _form(inv: surveys.SurveyInvitation, error: str | None = None,
+def _form(inv: SurveyInvitation, error: str | None = None,
           status: int = 200) -> tuple[str, int]:
     survey = inv.survey
     low, high = surveys.SCALES[survey.kind]
