@@ -67,6 +67,10 @@ class Message(db.Model):
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     claim: Mapped[str | None] = mapped_column(String(32))  # the sender's token while sending
     claimed_at: Mapped[datetime | None]
+    # A campaign's own quiet hours (local "HH:MM" in quiet_zone), checked at send time.
+    quiet_start: Mapped[str | None] = mapped_column(String(5))
+    quiet_end: Mapped[str | None] = mapped_column(String(5))
+    quiet_zone: Mapped[str | None] = mapped_column(String(64))
     error_code: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

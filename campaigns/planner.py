@@ -112,7 +112,9 @@ def run(campaign: Campaign, now: datetime | None = None) -> dict[str, int]:
     targeted = [i for i in ids if i not in held_set]
     people = _people(targeted, template_fields(campaign.template), now)
     recent = _recent_campaign_messages(campaign, targeted, now)
-    quiet = _quiet_ends(campaign, people, now)
+    zones = _zones(people)
+    quiet = _quiet_ends(campaign, zones, now)
+    window = campaign.quiet_hours or {}
     status: dict[int, str] = {}
     for customer_id in targeted:
         person = people.get(customer_id, {})
@@ -135,7 +137,9 @@ def run(campaign: Campaign, now: datetime | None = None) -> dict[str, int]:
          "campaign_id": campaign.id, "to_number": people[i]["phone"],
          "body": campaign.template.format_map(_fields(people[i], coupon_of.get(i))),
          "purpose": "campaign", "status": "queued", "attempts": 0,
-         "next_attempt_at": quiet.get(i, now), "created_at": now, "updated_at": now}
+         "next_attempt_at": quiet.get(i, now), "created_at": now, "updated_at": now,
+         "quiet_start": window.get("start"), "quiet_end": window.get("end"),
+         "quiet_zone": zones[i] if window else None}
         for i in sending])
     bulk_insert(CampaignRecipient.__table__, [
         {"campaign_id": campaign.id, "customer_id": i, "holdout": i in held_set,
@@ -162,24 +166,23 @@ def _recent_campaign_messages(campaign: Campaign, ids: list[int], now: datetime
         .group_by(Message.customer_id)).all())
 
 
-def _quiet_ends(campaign: Campaign, people: dict[int, dict[str, Any]], now: datetime
+def _zones(people: dict[int, dict[str, Any]]) -> dict[int, str]:
+    """Each person's time zone: their last store's, else DEFAULT_TIMEZONE."""
+    zones = dict(db.session.execute(select(Store.id, Store.timezone)).all())
+    default = current_app.config["DEFAULT_TIMEZONE"]
+    return {i: zones.get(person.get("store_id"), default) for i, person in people.items()}
+
+
+def _quiet_ends(campaign: Campaign, zones: dict[int, str], now: datetime
                 ) -> dict[int, datetime]:
-    """For people in the campaign's quiet hours now (in their store's time zone), when
-    those end: their message waits until then."""
+    """For people in the campaign's quiet hours now (in their zone), when those end:
+    their message waits until then (and the sender checks again when it is due)."""
     window = campaign.quiet_hours
     if not window:
         return {}
-    zones = dict(db.session.execute(select(Store.id, Store.timezone)).all())
-    default = current_app.config["DEFAULT_TIMEZONE"]
-    ends: dict[str, datetime | None] = {}
-    found = {}
-    for customer_id, person in people.items():
-        zone = zones.get(person.get("store_id"), default)
-        if zone not in ends:
-            ends[zone] = quiet_until(now, zone, window["start"], window["end"])
-        if ends[zone] is not None:
-            found[customer_id] = ends[zone]
-    return found
+    ends = {zone: quiet_until(now, zone, window["start"], window["end"])
+            for zone in set(zones.values())}
+    return {i: ends[zone] for i, zone in zones.items() if ends[zone] is not None}
 
 
 def _fields(person: dict[str, Any], coupon: tuple[int, str] | None) -> dict[str, Any]:

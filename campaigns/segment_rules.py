@@ -28,6 +28,8 @@ OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "between")
 ORDERED = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "between")
 EQUALITY = ("eq", "ne", "in")
 MAX_DEPTH, MAX_NODES = 12, 200
+MAX_DAYS = 36_500  # day counts beyond a century are mistakes (and overflow dates)
+MAX_POINTS = 10**12
 
 
 @dataclass(frozen=True)
@@ -41,11 +43,11 @@ class Field:
 
 FIELDS: dict[str, Field] = {
     "tier": Field("text", EQUALITY),
-    "points_balance": Field("int", ORDERED),
-    "points_expiring": Field("int", ORDERED, window=True),
+    "points_balance": Field("int", ORDERED, low=-MAX_POINTS, high=MAX_POINTS),
+    "points_expiring": Field("int", ORDERED, window=True, low=-MAX_POINTS, high=MAX_POINTS),
     "spend": Field("money", ORDERED, window=True),
-    "purchase_count": Field("int", ORDERED, window=True, low=0),
-    "days_since_last_purchase": Field("int", ORDERED, low=0),
+    "purchase_count": Field("int", ORDERED, window=True, low=0, high=MAX_POINTS),
+    "days_since_last_purchase": Field("int", ORDERED, low=0, high=MAX_DAYS),
     "bought_sku": Field("text", ("eq", "in"), window=True),
     "bought_category": Field("text", ("eq", "in"), window=True),
     "store": Field("text", ("eq", "in"), window=True),
@@ -145,7 +147,7 @@ def _value(raw: Any, spec: Field, name: str, path: str, currency: str) -> Any:
             raise _bad(path, "true or false.")
         return raw
     if spec.kind == "int":
-        if not isinstance(raw, int) or isinstance(raw, bool) or abs(raw) > 10**12:
+        if not isinstance(raw, int) or isinstance(raw, bool):
             raise _bad(path, "A whole number.")
         if (spec.low is not None and raw < spec.low) or (spec.high is not None
                                                          and raw > spec.high):
@@ -238,8 +240,9 @@ def _zero_passes(node: dict[str, Any]) -> bool:
 
 
 def _days_since_last(node: dict[str, Any], now: datetime) -> ColumnElement[bool]:
-    """Days since the last purchase, as times: ``gte 14`` is "bought, and nothing since
-    now - 14 days" — an anti-join on recent purchases, not an aggregate over all of them."""
+    """Whole days since the last purchase (14.5 days ago is 14), as times: ``gte 14`` is
+    "bought, and nothing after now - 14 days" — an anti-join on the recent purchases,
+    not an aggregate over all of them; ``lte 14`` is "bought after now - 15 days"."""
     op, value = node["op"], node["value"]
 
     def before(days: int) -> datetime:
@@ -248,14 +251,15 @@ def _days_since_last(node: dict[str, Any], now: datetime) -> ColumnElement[bool]
     def bought(*where: Any) -> ColumnElement[bool]:
         return exists().where(Purchase.customer_id == Customer.id, *where)
 
-    if op == "gte":
-        return and_(bought(), not_(bought(Purchase.occurred_at > before(value))))
-    if op == "gt":
-        return and_(bought(), not_(bought(Purchase.occurred_at >= before(value))))
-    if op == "lte":
-        return bought(Purchase.occurred_at >= before(value))
-    if op == "lt":
-        return bought(Purchase.occurred_at > before(value))
+    def at_least(days: int) -> ColumnElement[bool]:
+        return and_(bought(), not_(bought(Purchase.occurred_at > before(days))))
+
+    def at_most(days: int) -> ColumnElement[bool]:
+        return bought(Purchase.occurred_at > before(days + 1))
+
+    if op in ("gte", "gt", "lte", "lt"):
+        return {"gte": lambda: at_least(value), "gt": lambda: at_least(value + 1),
+                "lte": lambda: at_most(value), "lt": lambda: at_most(value - 1)}[op]()
     last = func.max(Purchase.occurred_at)
 
     def aged(days: int) -> ColumnElement[bool]:  # exactly this many days ago

@@ -21,6 +21,7 @@ Why a message is never sent twice:
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections import Counter
@@ -35,10 +36,12 @@ from twilio.base.exceptions import TwilioException
 
 from campaigns import outbox
 from campaigns.models import Message
+from campaigns.quiet_hours import quiet_until
 from campaigns.twilio_gateway import Outcome, TwilioGateway
 from crm.db import db, utcnow
 
 RELEASE = Outcome("release")  # not sent: the batch ran out of time
+log = logging.getLogger("campaigns.sender")
 
 
 def callback_base() -> str:
@@ -64,7 +67,8 @@ def send_outbox(gateway: TwilioGateway | None = None, *,
     with ThreadPoolExecutor(config["SMS_SEND_CONCURRENCY"],
                             thread_name_prefix="sms") as pool:
         while time.monotonic() < deadline:
-            token, claimed = claim(utcnow(), config["SMS_BATCH_SIZE"])
+            claimed_at = utcnow()
+            token, claimed = claim(claimed_at, config["SMS_BATCH_SIZE"])
             db.session.commit()
             if not claimed:
                 break
@@ -73,13 +77,23 @@ def send_outbox(gateway: TwilioGateway | None = None, *,
             def send(row: Any, stop_at: float = stop_at) -> Outcome:
                 if time.monotonic() > stop_at:
                     return RELEASE
+                if row.quiet_start:  # the campaign's own quiet hours
+                    until = quiet_until(utcnow(), row.quiet_zone, row.quiet_start,
+                                        row.quiet_end)
+                    if until is not None:
+                        return Outcome("defer", until=until)
                 return gateway.send(row.to_number, row.body, f"{callback}{row.id}")
 
             outcomes = list(pool.map(send, claimed))
-            report.update(record(token, claimed, outcomes))
+            report.update(record(token, claimed, outcomes, claimed_at))
             db.session.commit()
-            if all(outcome is RELEASE for outcome in outcomes):
-                break  # out of time before the first send: try again at the next run
+            if any(outcome.kind == "halt" for outcome in outcomes):
+                halted = next(o for o in outcomes if o.kind == "halt")
+                log.error("Twilio refuses our account or settings (%s): sending stops "
+                          "until they are fixed", halted.error)
+                break
+            if all(outcome.kind in ("release", "defer") for outcome in outcomes):
+                break  # nothing could be sent: try again at the next run
     return dict(report)
 
 
@@ -96,7 +110,8 @@ def claim(now: datetime, size: int) -> tuple[str, list[Any]]:
         update(Message).where(Message.id.in_(due.scalar_subquery()))
         .values(status="sending", claim=token, claimed_at=now, attempts=Message.attempts + 1)
         .returning(Message.id, Message.to_number, Message.body, Message.attempts,
-                   Message.customer_id)
+                   Message.customer_id, Message.quiet_start, Message.quiet_end,
+                   Message.quiet_zone)
         .execution_options(synchronize_session=False)).all()
     return token, sorted(rows, key=lambda row: row.id)
 
@@ -109,10 +124,12 @@ _RECORD = (update(Message.__table__)
                    provider_sid=bindparam("m_sid"), provider_status=bindparam("m_pstatus"),
                    attempts=bindparam("m_attempts"), next_attempt_at=bindparam("m_next"),
                    claimed_at=bindparam("m_claimed_at"), submitted_at=bindparam("m_submitted"),
-                   error_code=bindparam("m_code"), error=bindparam("m_error")))
+                   error_code=bindparam("m_code"), error=bindparam("m_error"),
+                   updated_at=bindparam("m_updated")))
 
 
-def record(token: str, claimed: list[Any], outcomes: list[Outcome]) -> Counter[str]:
+def record(token: str, claimed: list[Any], outcomes: list[Outcome], claimed_at: datetime
+           ) -> Counter[str]:
     """Write each claimed message's outcome, all with one executemany."""
     now = utcnow()
     max_attempts = current_app.config["SMS_MAX_ATTEMPTS"]
@@ -120,16 +137,21 @@ def record(token: str, claimed: list[Any], outcomes: list[Outcome]) -> Counter[s
     for row, outcome in zip(claimed, outcomes, strict=True):
         values = {"m_id": row.id, "m_claim": token, "m_sid": None, "m_pstatus": None,
                   "m_attempts": row.attempts, "m_next": now, "m_claimed_at": None,
-                  "m_submitted": None, "m_code": outcome.code, "m_error": outcome.error}
+                  "m_submitted": None, "m_code": outcome.code, "m_error": outcome.error,
+                  "m_updated": now}
         status = _next_status(outcome, row.attempts, max_attempts)
         if outcome.kind == "accepted":
             values.update(m_sid=outcome.sid, m_pstatus=outcome.status, m_submitted=now)
-        elif outcome.kind == "release":
+        elif outcome.kind in ("release", "defer", "halt"):  # not sent: no attempt spent
             values["m_attempts"] = row.attempts - 1
+            values["m_next"] = outcome.until or (outbox.retry_at(1, now)
+                                                 if outcome.kind == "halt" else now)
         elif status == "queued":
             values["m_next"] = outbox.retry_at(row.attempts, now)
         elif status == "in_doubt":
-            values["m_claimed_at"] = now  # the doubt is settled SMS_DOUBT_SECONDS later
+            # Twilio is asked SMS_DOUBT_SECONDS after updated_at, for messages created
+            # since the claim (the send happened after it).
+            values["m_claimed_at"] = claimed_at
         if outcome.code == outbox.OPTED_OUT:
             opted_out.append(row.customer_id)
         values["m_status"] = status
@@ -144,7 +166,7 @@ def record(token: str, claimed: list[Any], outcomes: list[Outcome]) -> Counter[s
 def _next_status(outcome: Outcome, attempts: int, max_attempts: int) -> str:
     if outcome.kind == "accepted":
         return outbox.FROM_TWILIO.get(outcome.status or "", "submitted")
-    if outcome.kind == "release":
+    if outcome.kind in ("release", "defer", "halt"):
         return "queued"
     if outcome.kind == "retry":
         return "queued" if attempts < max_attempts else "failed"
@@ -158,7 +180,7 @@ def reconcile(gateway: TwilioGateway, limit: int = 500) -> Counter[str]:
     doubtful = db.session.execute(
         select(Message.id, Message.to_number, Message.body, Message.claimed_at,
                Message.attempts, Message.status)
-        .where(or_(and_(Message.status == "in_doubt", Message.claimed_at
+        .where(or_(and_(Message.status == "in_doubt", Message.updated_at
                         <= now - timedelta(seconds=config["SMS_DOUBT_SECONDS"])),
                    and_(Message.status == "sending", Message.claimed_at
                         <= now - timedelta(seconds=config["SMS_CLAIM_TIMEOUT_SECONDS"]))))

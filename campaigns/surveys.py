@@ -33,7 +33,7 @@ SCALES = {"nps": (0, 10), "csat": (1, 5)}
 BANDS = {"nps": (9, 6), "csat": (4, 2)}
 OLDEST_PURCHASE = timedelta(days=7)  # a sale synced later than this gets no survey
 BATCH = 1000
-_REPLY = re.compile(r"\s*(\d{1,2})(?![\d.,]\d)\s*[-,.:;!)]*\s*(.*)", re.DOTALL)
+_REPLY = re.compile(r"\s*(\d{1,2})(?!\d)(?![.,]\d)\s*[-,.:;!)]*\s*(.*)", re.DOTALL)
 
 
 class Gone(DomainError):

@@ -19,15 +19,19 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 # the number opted out, the message can never be delivered as it is.
 PERMANENT_STATUSES = range(400, 500)
 RETRY_STATUSES = {408, 409, 429}
+# Our account or settings are wrong (credentials, account, sender): no message is at
+# fault, so none fails; sending stops until it is fixed.
+HALT_STATUSES = {401, 403, 404}
 
 
 @dataclass(frozen=True)
 class Outcome:
-    kind: str  # accepted, retry, failed, in_doubt
+    kind: str  # accepted, retry, failed, in_doubt, halt (and release, defer: not sent)
     sid: str | None = None
     status: str | None = None
     code: str | None = None
     error: str | None = None
+    until: datetime | None = None  # defer: not before then
 
 
 def classify(exc: Exception) -> Outcome:
@@ -37,6 +41,8 @@ def classify(exc: Exception) -> Outcome:
         text = f"Twilio {exc.status}: {exc.msg}"[:300]
         if exc.status in RETRY_STATUSES:
             return Outcome("retry", code=code or str(exc.status), error=text)
+        if exc.status in HALT_STATUSES:
+            return Outcome("halt", code=code or str(exc.status), error=text)
         if exc.status in PERMANENT_STATUSES:
             return Outcome("failed", code=code or str(exc.status), error=text)
         # 5xx: Twilio failed somewhere, perhaps after storing the message.

@@ -223,3 +223,27 @@ def test_segments_need_a_marketing_key_and_can_be_renamed(client, marketing, fac
     r = client.patch(f"/api/v1/segments/{created['id']}", headers=marketing,
                      json={"rule": {"field": "nope"}})
     assert r.status_code == 422
+
+
+def test_days_since_last_purchase_counts_whole_days(till, member):
+    """A last purchase 14.5 days ago is 14 days ago for every operator."""
+    person = member()
+    buy(till, person, days_ago=14.5)
+    verdicts = {(op, str(value)): matching({"field": "days_since_last_purchase", "op": op,
+                                             "value": value}) == {person.id}
+                for op, value in [("eq", 14), ("lte", 14), ("gte", 14), ("gt", 13),
+                                  ("lt", 15), ("between", [0, 14]), ("in", [14]),
+                                  ("eq", 15), ("gt", 14), ("lt", 14), ("gte", 15),
+                                  ("lte", 13), ("ne", 14)]}
+    assert [key for key, hit in verdicts.items() if hit] == [
+        ("eq", "14"), ("lte", "14"), ("gte", "14"), ("gt", "13"), ("lt", "15"),
+        ("between", "[0, 14]"), ("in", "[14]")]
+
+
+def test_numbers_beyond_any_sense_are_refused_not_a_500(client, marketing, program):
+    for rule in ({"field": "days_since_last_purchase", "op": "gte", "value": 1_000_000},
+                 {"field": "purchase_count", "op": "gt", "value": 10**15},
+                 {"field": "points_balance", "op": "lt", "value": -(10**15)}):
+        r = client.post("/api/v1/segments/preview", headers=marketing, json={"rule": rule})
+        assert r.status_code == 422, r.get_json()
+        assert "rule.value" in r.get_json()["errors"]

@@ -264,3 +264,58 @@ def test_a_claim_never_takes_a_message_without_consent_or_in_quiet_hours(twilio,
     db.session.commit()
     assert [row.id for row in claimed] == [urgent]
     assert message(in_quiet).status == message(late).status == "queued"
+
+
+def test_a_doubt_is_settled_against_the_claim_time_not_the_batch_end(twilio, member, app):
+    """However long the batch took after Twilio stored the message, the lookup covers it."""
+    app.config["SMS_TIMEOUT_SECONDS"] = 0.5
+    person = member()
+    message_id = queue(person, "Once only")
+    twilio.trouble.hang_after, twilio.trouble.hang_seconds = 1, 1.5
+    drain()
+    row = message(message_id)
+    [sent] = twilio.sent_to(person.phone)
+    assert row.status == "in_doubt" and row.claimed_at <= sent["date_created"]
+    # as if the batch had gone on for five more minutes after Twilio stored it
+    sent["date_created"] -= timedelta(minutes=5)
+    db.session.execute(update(Message).where(Message.id == message_id).values(
+        claimed_at=row.claimed_at - timedelta(minutes=5)))
+    db.session.commit()
+    drain()
+    assert message(message_id).status == "submitted"
+    assert len(twilio.sent_to(person.phone)) == 1
+
+
+def test_refused_credentials_stop_sending_and_fail_nothing(twilio, member, app):
+    ids = [queue(member()) for _ in range(3)]
+    app.config["TWILIO_AUTH_TOKEN"] = "rotated"
+    app.config["SMS_RETRY_SECONDS"] = 60.0
+    try:
+        report = drain()
+    finally:
+        app.config.update(TWILIO_AUTH_TOKEN=twilio.auth_token, SMS_RETRY_SECONDS=0.0)
+    assert report.get("failed", 0) == 0 and report["queued"] >= 1
+    rows = [message(i) for i in ids]
+    assert {(r.status, r.attempts) for r in rows} == {("queued", 0)}
+    db.session.execute(update(Message).values(next_attempt_at=datetime.now(UTC)))
+    db.session.commit()
+    drain()
+    assert {message(i).status for i in ids} == {"submitted"}
+    assert len(twilio.messages) == 3
+
+
+def test_a_campaigns_own_quiet_hours_hold_at_send_time(twilio, member):
+    person = member()
+    window = _quiet_now("Europe/Paris")
+    db.session.rollback()
+    late = Message(customer_id=person.id, to_number=person.phone, body="Sale!",
+                   purpose="campaign", quiet_start=window["start"], quiet_end=window["end"],
+                   quiet_zone="Europe/Paris")
+    db.session.add(late)
+    db.session.commit()
+    drain()
+    row = message(late.id)
+    assert (row.status, row.attempts) == ("queued", 0)
+    assert row.next_attempt_at.astimezone(ZoneInfo("Europe/Paris")).strftime("%H:%M") == \
+        window["end"]
+    assert twilio.messages == []

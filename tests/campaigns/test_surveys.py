@@ -262,3 +262,18 @@ def test_an_erased_customer_gets_no_survey_and_keeps_no_comment(client, twilio, 
     results = client.get(f"/api/v1/surveys/{survey['id']}/results",
                          headers=marketing).get_json()
     assert (results["responses"], results["comments"]) == (1, [])
+
+
+@pytest.mark.parametrize(("text", "score", "comment"), [
+    ("10", 10, None), ("10.", 10, None), ("9 great", 9, "great"), ("7, ok-ish", 7, "ok-ish"),
+    ("10.5", None, None), ("10,5", None, None), ("100", None, None), ("1.5 meh", None, None)])
+def test_sms_answers_are_read_whole(client, twilio, member, till, marketing, text, score,
+                                    comment):
+    _survey(client, marketing)
+    person = member()
+    till.buy({"phone": person.phone})
+    _dispatch()
+    _reply(client, twilio, person.phone, text)
+    answers = db.session.scalars(select(SurveyResponse)).all()
+    assert [(a.score, a.comment) for a in answers] == ([(score, comment)] if score is not None
+                                                       else [])
