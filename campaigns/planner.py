@@ -12,13 +12,15 @@ them and leaves those people out.
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import and_, extract, func, select, true
+from sqlalchemy import and_, extract, func, or_, select, true
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -70,18 +72,53 @@ def trigger_condition(campaign: Campaign, now: datetime) -> ColumnElement[bool]:
     if trigger == "points_expiring":
         return compile_rule({"field": "points_expiring", "op": "gt", "value": 0,
                              "window_days": schedule["days"]}, now)
-    if trigger == "birthday":
-        return and_(extract("month", Customer.birthday) == now.month,
-                    extract("day", Customer.birthday) == now.day)
+    if trigger == "birthday":  # narrowed to each person's own local day in run()
+        days = {(d.month, d.day) for d in _local_days(now)}
+        return or_(*(and_(extract("month", Customer.birthday) == month,
+                          extract("day", Customer.birthday) == day) for month, day in days))
     if trigger == "tier_changed":
         return Customer.id.in_(select(CampaignEvent.customer_id).where(
             CampaignEvent.kind == "tier_changed", CampaignEvent.created_at > since))
-    if trigger == "first_purchase":
+    if trigger == "first_purchase":  # recorded since (a till may post a sale late)
         return Customer.id.in_(select(Purchase.customer_id)
                                .where(Purchase.customer_id.is_not(None))
                                .group_by(Purchase.customer_id)
-                               .having(func.min(Purchase.occurred_at) > since))
+                               .having(func.min(Purchase.created_at) > since))
     return true()
+
+
+def _zone_names() -> set[str]:
+    return {*db.session.scalars(select(Store.timezone).distinct()),
+            current_app.config["DEFAULT_TIMEZONE"]}
+
+
+def _birthday_matches(birthday: date, today: date) -> bool:
+    """Born on this day; those born on 29 February celebrate on the 28th in other years."""
+    if (birthday.month, birthday.day) == (today.month, today.day):
+        return True
+    leap = calendar.isleap(today.year)
+    return not leap and (birthday.month, birthday.day, today.month, today.day) == (2, 29, 2, 28)
+
+
+def _local_days(now: datetime) -> set[date]:
+    """Today's date in every zone a person may be in, and 29 February where it is 28
+    February of a common year."""
+    days = {now.astimezone(ZoneInfo(zone)).date() for zone in _zone_names()}
+    extra = {date(2000, 2, 29) for d in days
+             if (d.month, d.day) == (2, 28) and not calendar.isleap(d.year)}
+    return days | extra
+
+
+def _birthdays_today(ids: list[int], now: datetime) -> list[int]:
+    """Of these people, those whose birthday is today in their own zone (last store's)."""
+    if not ids:
+        return ids
+    birthdays = dict(db.session.execute(select(Customer.id, Customer.birthday)
+                                        .where(any_of(Customer.id, ids))).all())
+    zones = _zones({i: {} for i in ids} | {i: {"store_id": s}
+                                            for i, s in db.session.execute(_last_stores(ids))})
+    return [i for i in ids
+            if _birthday_matches(birthdays[i], now.astimezone(ZoneInfo(zones[i])).date())]
 
 
 def audience(campaign: Campaign, now: datetime) -> list[int]:
@@ -104,6 +141,8 @@ def run(campaign: Campaign, now: datetime | None = None) -> dict[str, int]:
     lock_name(f"campaign:{campaign.id}")
     db.session.refresh(campaign)
     ids = audience(campaign, now)
+    if campaign.schedule.get("trigger") == "birthday":
+        ids = _birthdays_today(ids, now)
     campaign.last_run_at = now
     if "at" in campaign.schedule:
         campaign.status = "completed"

@@ -47,26 +47,36 @@ def report(campaign_id: int) -> dict[str, Any]:
         select(func.count()).select_from(CouponRedemption)
         .join(r, r.coupon_id == CouponRedemption.coupon_id)
         .where(mine, CouponRedemption.reversed_at.is_(None))) or 0
-    sizes = dict(db.session.execute(select(r.holdout, func.count()).where(mine)
-                                    .group_by(r.holdout)).all())
+    # People, not entries: a recurring campaign may pick one person on several runs (in
+    # the same group: the holdout hash is stable), and a purchase in several of their
+    # windows counts once.
+    sizes = dict(db.session.execute(
+        select(r.holdout, func.count(func.distinct(r.customer_id))).where(mine)
+        .group_by(r.holdout)).all())
+    attributed = (select(r.holdout, Purchase.id, Purchase.customer_id,
+                         (Purchase.paid - Purchase.returned_paid).label("net"))
+                  .join(Purchase, and_(Purchase.customer_id == r.customer_id,
+                                       Purchase.occurred_at >= r.created_at,
+                                       Purchase.occurred_at < window_end))
+                  .where(mine).distinct().subquery())
     outcome = {held: (converters, revenue) for held, converters, revenue in db.session.execute(
-        select(r.holdout, func.count(func.distinct(r.customer_id)),
-               func.sum(Purchase.paid - Purchase.returned_paid))
-        .join(Purchase, and_(Purchase.customer_id == r.customer_id,
-                             Purchase.occurred_at >= r.created_at,
-                             Purchase.occurred_at < window_end))
-        .where(mine).group_by(r.holdout))}
+        select(attributed.c.holdout, func.count(func.distinct(attributed.c.customer_id)),
+               func.sum(attributed.c.net)).group_by(attributed.c.holdout))}
+    waiting = db.session.scalar(
+        select(func.count()).select_from(r).join(Message, Message.id == r.message_id)
+        .where(mine, r.status == "quiet", Message.status == "queued")) or 0
     currency = settings.program().currency
     raw = {name: (sizes.get(held, 0), *outcome.get(held, (0, 0)))
            for name, held in (("targeted", False), ("holdout", True))}
     groups = {name: _group(*values, currency) for name, values in raw.items()}
     return {
         "campaign_id": campaign.id, "status": campaign.status,
+        "entries": sum(statuses.values()),
         "last_run_at": campaign.last_run_at, "attribution_days": campaign.attribution_days,
         "audience": sum(sizes.values()), "holdout": sizes.get(True, 0),
         "targeted": sizes.get(False, 0),
         "not_sent": {k: statuses.get(k, 0) for k in ("capped", "no_consent", "no_phone")},
-        "waiting_for_quiet_hours_end": statuses.get("quiet", 0),
+        "waiting_for_quiet_hours_end": waiting,
         "queued": messages.get("queued", 0) + messages.get("sending", 0)
         + messages.get("in_doubt", 0),
         "sent": sum(messages.get(s, 0) for s in SENT),

@@ -205,7 +205,8 @@ class CampaignReportSchema(Schema):
     status = fields.String()
     last_run_at = fields.AwareDateTime(allow_none=True)
     attribution_days = fields.Integer()
-    audience = fields.Integer()
+    entries = fields.Integer(metadata={"description": "people picked, counting each run"})
+    audience = fields.Integer(metadata={"description": "distinct people picked"})
     targeted = fields.Integer()
     holdout = fields.Integer()
     not_sent = fields.Dict(keys=fields.String(), values=fields.Integer(),

@@ -325,3 +325,68 @@ def test_the_demo_campaign_has_a_report(runner, client, factory):
     assert report["groups"]["targeted"]["converters"] > 0
     assert runner.invoke(args=["demo"]).exit_code == 0  # again: nothing added twice
     assert db.session.scalar(select(func.count()).select_from(Campaign)) == 1
+
+
+def test_a_person_picked_on_several_runs_counts_once_in_the_report(client, marketing,
+                                                                     campaign, member, till):
+    person = member()
+    till.buy({"id": person.id}, "10.00", occurred_at=ago(days=30))
+    created = campaign(schedule={"trigger": "no_purchase", "days": 7}, reentry_days=1,
+                       attribution_days=14)
+    run(datetime.now(UTC) - timedelta(days=3))
+    run(datetime.now(UTC) - timedelta(days=1))
+    till.buy({"id": person.id}, "100.00")
+    report = client.get(f"/api/v1/campaigns/{created['id']}/report",
+                        headers=marketing).get_json()
+    assert (report["entries"], report["audience"]) == (2, 1)
+    assert report["groups"]["targeted"] == {
+        "recipients": 1, "converters": 1, "conversion_rate": 1.0, "revenue": "100.00",
+        "revenue_per_recipient": "100.00"}
+
+
+def test_people_waiting_for_quiet_hours_leave_the_count_when_sent(client, marketing, campaign,
+                                                                  member, twilio):
+    member()
+    local = datetime.now(ZoneInfo("UTC"))
+    window = {"start": (local - timedelta(hours=1)).strftime("%H:%M"),
+              "end": (local + timedelta(hours=1)).strftime("%H:%M")}
+    created = campaign(quiet_hours=window)
+    run()
+    url = f"/api/v1/campaigns/{created['id']}/report"
+    assert client.get(url, headers=marketing).get_json()["waiting_for_quiet_hours_end"] == 1
+    db.session.execute(update(Message).values(next_attempt_at=datetime.now(UTC),
+                                              quiet_start=None))  # the hours have passed
+    db.session.commit()
+    drain()
+    report = client.get(url, headers=marketing).get_json()
+    assert (report["waiting_for_quiet_hours_end"], report["sent"]) == (0, 1)
+
+
+def test_a_first_purchase_posted_late_still_triggers(campaign, member, till):
+    created = campaign(schedule={"trigger": "first_purchase"})
+    run()  # the campaign has looked once
+    person = member()
+    till.buy({"id": person.id}, "10.00", occurred_at=ago(hours=2))  # an offline till
+    run()
+    assert set(recipients(created["id"])) == {person.id}
+
+
+def test_birthdays_follow_the_persons_local_day(campaign, member, factory):
+    """At 20:00 UTC on 25 November it is already the 26th in Auckland."""
+    auckland = factory.store("AKL", timezone="Pacific/Auckland", currency="EUR")
+    now = datetime(2026, 11, 25, 20, 0, tzinfo=UTC)
+    kiwi = member(birthday=date(1990, 11, 26))  # shops in Auckland
+    not_yet = member(birthday=date(1990, 11, 26))  # no store: DEFAULT_TIMEZONE (UTC)
+    today = member(birthday=date(1990, 11, 25))
+    db.session.rollback()
+    db.session.add(Purchase(store_id=auckland.id, receipt_id="A1", request_hash="x",
+                            customer_id=kiwi.id, occurred_at=now - timedelta(days=1),
+                            currency="EUR", total=100, paid=100))
+    db.session.commit()
+    created = campaign(schedule={"trigger": "birthday"})
+    run(now)
+    assert set(recipients(created["id"])) == {kiwi.id, today.id}
+    assert not_yet.id not in recipients(created["id"])
+    assert planner._birthday_matches(date(2000, 2, 29), date(2027, 2, 28))
+    assert not planner._birthday_matches(date(2000, 2, 29), date(2028, 2, 28))
+    assert planner._birthday_matches(date(2000, 2, 29), date(2028, 2, 29))
