@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import logging
 from collections import Counter
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -41,6 +42,7 @@ from crm.models import Customer, CustomerIdentifier, Store
 from loyalty import coupons
 from loyalty.models import Account, Lot, Offer, Purchase, PurchaseLine, Tier
 
+log = logging.getLogger("campaigns.planner")
 EXPIRING_DAYS = 30  # {expiring_points}: points expiring within this many days
 
 
@@ -49,10 +51,16 @@ def run_due(now: datetime | None = None) -> dict[str, int]:
     now = now or utcnow()
     counts: Counter[str] = Counter()
     for campaign in db.session.scalars(select(Campaign).where(Campaign.status == "active")
-                                       .order_by(Campaign.id)):
-        if is_due(campaign, now):
-            counts.update(run(campaign, now))
+                                       .order_by(Campaign.id)).all():
+        if not is_due(campaign, now):
+            continue
+        try:
+            with db.session.begin_nested():  # one campaign's failure is not the others'
+                counts.update(run(campaign, now))
             counts["runs"] += 1
+        except Exception:  # logged with its traceback; the other campaigns go on
+            log.exception("campaign %s could not run", campaign.id)
+            counts["failed_runs"] += 1
     return dict(counts)
 
 

@@ -28,6 +28,9 @@ OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "between")
 ORDERED = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "between")
 EQUALITY = ("eq", "ne", "in")
 MAX_DEPTH, MAX_NODES = 12, 200
+MAX_LIST, MAX_VALUES = 100, 1000  # values in one `in` list, and in a whole rule
+RANGED = ("age", "days_since_last_purchase")  # each value of their `in` is a range
+MAX_RANGED_LIST = 20
 MAX_DAYS = 36_500  # day counts beyond a century are mistakes (and overflow dates)
 MAX_POINTS = 10**12
 
@@ -71,8 +74,10 @@ CHANNELS = ("online", "store", "both")
 
 def check(rule: Any, currency: str) -> dict[str, Any]:
     """The rule with values parsed (money to minor units, times to datetimes), or an
-    Invalid error whose ``errors`` name the bad node (``rule.all[1].value``)."""
-    count = [0]
+    Invalid error whose ``errors`` name the bad node (``rule.all[1].value``). Its size
+    is bounded (nodes, depth, values) so that its query stays within what databases
+    take."""
+    count = [0, 0]  # nodes, values
     return _check(rule, "rule", 0, count, currency)
 
 
@@ -99,7 +104,12 @@ def _check(node: Any, path: str, depth: int, count: list[int], currency: str) ->
         if set(node) != {"not"}:
             raise _bad(path, "'not' stands alone in its node.")
         return {"not": _check(node["not"], f"{path}.not", depth + 1, count, currency)}
-    return _condition(node, path, currency)
+    checked = _condition(node, path, currency)
+    value = checked["value"]
+    count[1] += len(value) if isinstance(value, list) else 1
+    if count[1] > MAX_VALUES:
+        raise _bad(path, f"A rule compares at most {MAX_VALUES} values in all.")
+    return checked
 
 
 def _condition(node: dict[str, Any], path: str, currency: str) -> dict[str, Any]:
@@ -107,7 +117,7 @@ def _condition(node: dict[str, Any], path: str, currency: str) -> dict[str, Any]
     if unknown:
         raise _bad(path, f"Unknown key(s): {', '.join(sorted(map(str, unknown)))}.")
     name = node.get("field")
-    if name not in FIELDS:
+    if not isinstance(name, str) or name not in FIELDS:
         raise _bad(f"{path}.field", f"One of: {', '.join(FIELDS)}.")
     spec = FIELDS[name]
     op = node.get("op")
@@ -126,8 +136,9 @@ def _condition(node: dict[str, Any], path: str, currency: str) -> dict[str, Any]
     raw = node["value"]
     vpath = f"{path}.value"
     if op == "in":
-        if not isinstance(raw, list) or not 1 <= len(raw) <= 1000:
-            raise _bad(vpath, "A list of 1 to 1000 values.")
+        most = MAX_RANGED_LIST if name in RANGED else MAX_LIST
+        if not isinstance(raw, list) or not 1 <= len(raw) <= most:
+            raise _bad(vpath, f"A list of 1 to {most} values.")
         value: Any = [_value(v, spec, name, f"{vpath}[{i}]", currency)
                       for i, v in enumerate(raw)]
     elif op == "between":

@@ -195,8 +195,8 @@ def invitation_for(token: str) -> SurveyInvitation:
         raise Gone("This survey link has expired.") from None
     except BadSignature:
         raise NotFound("This survey link is not valid.") from None
-    inv = db.session.get(SurveyInvitation, invitation_id) if isinstance(invitation_id, int) \
-        else None
+    valid_id = isinstance(invitation_id, int) and 0 < invitation_id < 2**63
+    inv = db.session.get(SurveyInvitation, invitation_id) if valid_id else None
     if inv is None or inv.status not in ("invited", "answered"):
         raise NotFound("This survey link is not valid.")
     _still_open(inv)

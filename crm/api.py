@@ -59,6 +59,9 @@ class _Parser(FlaskParser):
     def _raw_load_json(self, req: Any) -> Any:
         try:
             return super()._raw_load_json(req)
+        except RecursionError:  # nested about a thousand levels deep
+            self._handle_invalid_json_error(
+                json.JSONDecodeError("Nested too deeply.", "", 0), req)
         except ValueError as e:  # e.g. an integer of more than 4300 digits
             if isinstance(e, json.JSONDecodeError):
                 raise

@@ -5,6 +5,7 @@ and for invalid input ``errors`` by field."""
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -126,13 +127,38 @@ class NulCharacter(DomainError):
     status, slug, title = 400, "nul-character", "Text with a NUL character"
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return any("\ud800" <= ch <= "\udfff" for ch in value)
+    if isinstance(value, dict):
+        return any(_lone_surrogate(k) or _lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_lone_surrogate(v) for v in value)
+    return False
+
+
 def refuse_nul_characters() -> None:
-    """before_request: text may not contain U+0000 (PostgreSQL cannot store it)."""
+    """before_request: text may not contain U+0000 (PostgreSQL cannot store it), nor an
+    unpaired surrogate (no database can: UTF-8 cannot encode it). A JSON body can only
+    carry one as a \\u escape, so only such bodies are parsed here to look closer."""
     from flask import request
 
-    if b"\\u0000" in request.get_data(cache=True) or "\x00" in request.query_string.decode(
-            "utf-8", "replace").replace("%00", "\x00"):
+    data = request.get_data(cache=True)
+    form_nul = request.mimetype == "application/x-www-form-urlencoded" and b"%00" in data
+    if b"\\u0000" in data or b"\x00" in data or form_nul or "\x00" in \
+            request.query_string.decode("utf-8", "replace").replace("%00", "\x00"):
         raise NulCharacter("Text may not contain the NUL character (\\u0000).")
+    if _SURROGATE_ESCAPE.search(data):
+        try:
+            lone = _lone_surrogate(json.loads(data))
+        except (ValueError, RecursionError):
+            return  # not JSON: the endpoint's own parsing answers
+        if lone:
+            raise NulCharacter("Text may not contain an unpaired surrogate (\\ud800 to "
+                               "\\udfff): encode characters beyond U+FFFF as a pair.")
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from babel.numbers import get_currency_precision
 
 MAX_MINOR = 10**12  # no single amount above this (10 billion units of a 2-decimal currency)
-AMOUNT = re.compile(r"^\d{1,13}(\.\d{1,4})?\Z")
+AMOUNT = re.compile(r"^[0-9]{1,13}(\.[0-9]{1,4})?\Z")  # ASCII digits only
 
 
 class InvalidAmount(ValueError):

@@ -390,3 +390,22 @@ def test_birthdays_follow_the_persons_local_day(campaign, member, factory):
     assert planner._birthday_matches(date(2000, 2, 29), date(2027, 2, 28))
     assert not planner._birthday_matches(date(2000, 2, 29), date(2028, 2, 28))
     assert planner._birthday_matches(date(2000, 2, 29), date(2028, 2, 29))
+
+
+def test_one_campaign_failing_does_not_stop_the_others(campaign, member, caplog):
+    """A rule that cannot run (here a text no database can encode, written behind the
+    API's back) fails its own campaign only."""
+    from campaigns.models import Segment
+
+    person = member()
+    broken = campaign(schedule={"trigger": "no_purchase", "days": 1})
+    fine = campaign()
+    db.session.rollback()
+    db.session.get(Segment, broken["segment_id"]).rule = {
+        "field": "city", "op": "eq", "value": "\ud800"}
+    db.session.commit()
+    counts = run()
+    assert counts["failed_runs"] == 1 and counts["runs"] == 1
+    assert set(recipients(fine["id"])) == {person.id}
+    assert recipients(broken["id"]) == {}
+    assert "could not run" in caplog.text

@@ -170,6 +170,12 @@ def test_rfm_scores_and_co_purchases(till, member):
     ({"field": "spend", "op": "gt", "value": "1.001"}, "rule.value"),
     ({"field": "channel", "op": "eq", "value": "mail"}, "rule.value"),
     ("everyone", "rule"),
+    ({"field": [], "op": "eq", "value": 1}, "rule.field"),
+    ({"field": {}, "op": "eq", "value": 1}, "rule.field"),
+    ({"field": "city", "op": "in", "value": ["x"] * 101}, "rule.value"),
+    ({"field": "age", "op": "in", "value": list(range(21))}, "rule.value"),
+    ({"any": [{"field": "city", "op": "in", "value": [str(n) for n in range(100)]}] * 11},
+     "rule.any[10]"),
 ])
 def test_a_bad_rule_is_a_422_naming_the_node(client, marketing, program, rule, where):
     r = client.post("/api/v1/segments", headers=marketing, json={"name": "x", "rule": rule})

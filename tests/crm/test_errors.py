@@ -110,3 +110,33 @@ def test_no_input_makes_a_500(client, factory, body):
     q = client.get("/api/v1/customers", headers=shop, query_string={
         k: str(v) for k, v in body.items() if k in ("email", "phone")})
     assert q.status_code in (200, 400, 422)
+
+
+def test_text_no_database_can_store_is_a_400(client, factory):
+    shop = factory.headers("shop")
+    for raw in (b'{"first_name": "A\\ud800", "email": "a@example.com"}',
+                b'{"first_name": "\\udc00x", "email": "a@example.com"}'):
+        r = client.post("/api/v1/customers", headers=shop, data=raw,
+                        content_type="application/json")
+        assert r.status_code == 400, r.get_json()
+    # a pair (an emoji written as escapes) is fine
+    r = client.post("/api/v1/customers", headers=shop, content_type="application/json",
+                    data=b'{"first_name": "A\\ud83d\\ude00", "email": "b@example.com"}')
+    assert r.status_code == 201, r.get_json()
+    assert r.get_json()["first_name"] == "A\U0001F600"
+    r = client.post("/webhooks/twilio/inbound", data="From=%2B1212%00&Body=STOP",
+                    content_type="application/x-www-form-urlencoded")
+    assert r.status_code == 400
+
+
+def test_json_nested_too_deeply_is_a_400(client, factory):
+    r = client.post("/api/v1/customers", headers=factory.headers("shop"),
+                    data=b"[" * 5000 + b"]" * 5000, content_type="application/json")
+    assert r.status_code == 400, r.get_data(as_text=True)[:200]
+
+
+def test_amounts_take_ascii_digits_only(client, factory):
+    from crm.money import InvalidAmount, to_minor
+
+    with pytest.raises(InvalidAmount):
+        to_minor("\u0661\u0660\u0660.\u0660\u0660", "EUR")
