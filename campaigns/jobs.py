@@ -22,8 +22,8 @@ log = logging.getLogger("campaigns.jobs")
 NODE = f"{socket.gethostname()}:{os.getpid()}"[:100]
 
 
-def _intervals(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """APScheduler trigger arguments per job."""
+def schedule(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """APScheduler trigger arguments per job (every job of WORK)."""
     return {
         "send-outbox": {"trigger": "interval", "seconds": config["SMS_SEND_INTERVAL_SECONDS"]},
         "dispatch-surveys": {"trigger": "interval",
@@ -54,10 +54,6 @@ def bind(app: Flask) -> None:
     """The app jobs run in (the scheduler's process has one)."""
     global _app
     _app = app
-
-
-def schedule(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {name: trigger for name, trigger in _intervals(config).items() if name in WORK}
 
 
 def run(name: str) -> Any:

@@ -113,7 +113,7 @@ class RulePreview(MethodView):
     @segments_blp.response(200, SegmentPreviewSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Count and sample of a rule, without saving it."""
-        return segments.preview(segments.checked(data["rule"]))
+        return segments.preview(data["rule"])
 
 
 @segments_blp.route("/segments/<id:segment_id>")

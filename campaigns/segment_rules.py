@@ -24,8 +24,7 @@ from crm.models import Customer, Store
 from crm.money import InvalidAmount, to_minor
 from loyalty.models import Account, CouponRedemption, Lot, Purchase, PurchaseLine, Tier
 
-OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "between")
-ORDERED = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "between")
+ORDERED = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "between")  # every op
 EQUALITY = ("eq", "ne", "in")
 MAX_DEPTH, MAX_NODES = 12, 200
 MAX_LIST, MAX_VALUES = 100, 1000  # values in one `in` list, and in a whole rule
@@ -229,13 +228,13 @@ def _customers_where(*where: Any) -> ColumnElement[bool]:
     return Customer.id.in_(select(Purchase.customer_id).where(*where))
 
 
-def _aggregate(measure: Callable[[], Any], zero_matches: bool) -> Callable:
+def _aggregate(measure: Callable[[], Any]) -> Callable:
     """Sum or count over purchases in the window, compared; customers with none have 0."""
     def build(node: dict[str, Any], now: datetime) -> ColumnElement[bool]:
         having = compare(measure(), node["op"], node["value"])
         matched = Customer.id.in_(select(Purchase.customer_id).where(*_purchases(node, now))
                                   .group_by(Purchase.customer_id).having(having))
-        if zero_matches and _zero_passes(node):
+        if _zero_passes(node):
             bought = select(Purchase.customer_id).where(*_purchases(node, now))
             return or_(matched, Customer.id.not_in(bought))
         return matched
@@ -414,8 +413,8 @@ BUILDERS: dict[str, Callable[[dict[str, Any], datetime], ColumnElement[bool]]] =
     "tier": _tier,
     "points_balance": _account(Account.balance),
     "points_expiring": _expiring,
-    "spend": _aggregate(lambda: func.sum(Purchase.paid), zero_matches=True),
-    "purchase_count": _aggregate(lambda: func.count(Purchase.id), zero_matches=True),
+    "spend": _aggregate(lambda: func.sum(Purchase.paid)),
+    "purchase_count": _aggregate(lambda: func.count(Purchase.id)),
     "days_since_last_purchase": _days_since_last,
     "bought_sku": _bought(PurchaseLine.sku),
     "bought_category": _bought(PurchaseLine.category),

@@ -61,15 +61,20 @@ def members(rule: dict[str, Any], now: datetime | None = None) -> Select[tuple[i
 
 
 def count(rule: dict[str, Any], now: datetime | None = None) -> int:
-    return db.session.scalar(select(func.count()).select_from(Customer)
-                             .where(condition(rule, now))) or 0
+    return _count(condition(rule, now))
+
+
+def _count(where: ColumnElement[bool]) -> int:
+    return db.session.scalar(select(func.count()).select_from(Customer).where(where)) or 0
 
 
 def preview(rule: dict[str, Any]) -> dict[str, Any]:
-    now = utcnow()
-    sample = db.session.scalars(select(Customer).where(condition(rule, now))
+    """Count and sample of a rule (checked here: an unsaved one is a 422 naming the
+    bad node)."""
+    where = condition(rule)
+    sample = db.session.scalars(select(Customer).where(where)
                                 .order_by(Customer.id).limit(SAMPLE)).all()
-    return {"count": count(rule, now), "sample": sample}
+    return {"count": _count(where), "sample": sample}
 
 
 def refresh_insights(now: datetime | None = None) -> dict[str, int]:

@@ -161,7 +161,6 @@ def _invite(inv: SurveyInvitation, customer: Customer | None, phone: str | None,
         inv.status = "invited"
         inv.invited_at = now
         inv.expires_at = now + timedelta(days=current_app.config["SURVEY_ANSWER_DAYS"])
-        db.session.flush()  # the invitation's id is in the link
         inv.message = outbox.queue(customer, invitation_text(survey, inv), "survey",
                                    to=phone, store_id=inv.store_id)
         last_invited[inv.customer_id] = now

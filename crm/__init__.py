@@ -42,7 +42,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from crm.auth import load_key
     from crm.cli import register_cli
     from crm.db import db, write_intent
-    from crm.errors import refuse_nul_characters, register_error_handlers
+    from crm.errors import refuse_unstorable_text, register_error_handlers
     from crm.health import health
     from crm.limits import init_limits
     from crm.observability import init_observability
@@ -58,7 +58,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         write_intent.set(request.method not in ("GET", "HEAD", "OPTIONS"))
 
     init_observability(app)
-    app.before_request(refuse_nul_characters)
+    app.before_request(refuse_unstorable_text)
     app.before_request(load_key)  # before the limiter, which counts per key
     init_limits(app)
     init_api(app)

@@ -140,7 +140,7 @@ def _lone_surrogate(value: Any) -> bool:
     return False
 
 
-def refuse_nul_characters() -> None:
+def refuse_unstorable_text() -> None:
     """before_request: text may not contain U+0000 (PostgreSQL cannot store it), nor an
     unpaired surrogate (no database can: UTF-8 cannot encode it). A JSON body can only
     carry one as a \\u escape, so only such bodies are parsed here to look closer."""

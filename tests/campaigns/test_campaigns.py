@@ -409,3 +409,13 @@ def test_one_campaign_failing_does_not_stop_the_others(campaign, member, caplog)
     assert set(recipients(fine["id"])) == {person.id}
     assert recipients(broken["id"]) == {}
     assert "could not run" in caplog.text
+
+
+def test_a_cron_campaign_runs_once_per_fire_time(campaign, member):
+    person = member()
+    created = campaign(schedule={"cron": "0 * * * *"}, reentry_days=30)
+    later = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=2)
+    assert run(later)["queued"] == 1
+    assert run(later) == {}  # the same fire time: not due again
+    assert run(later + timedelta(hours=1)) == {"audience": 0, "holdout": 0, "runs": 1}
+    assert set(recipients(created["id"])) == {person.id}  # within the re-entry window
