@@ -11,8 +11,7 @@ from flask import g, request
 
 from crm.db import db, is_sqlite, read_only
 from crm.errors import Forbidden, Unauthorized
-from crm.keys import authenticate
-from crm.models import ApiKey
+from crm.keys import Caller, authenticate
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -25,13 +24,13 @@ def load_key() -> None:
     if scheme.lower() == "bearer" and token.strip():
         with read_only():
             g.api_key = authenticate(token.strip())
-        if is_sqlite():
+        if is_sqlite() and db.session().in_transaction():
             # End the read now: a write transaction (and SQLite's write lock) then begins
             # at the request's first write, not for the whole request.
             db.session.commit()
 
 
-def current_key() -> ApiKey:
+def current_key() -> Caller:
     key = g.get("api_key")
     if key is None:
         raise Unauthorized(
@@ -42,12 +41,12 @@ def current_key() -> ApiKey:
     return key
 
 
-def actor_of(key: ApiKey) -> str:
+def actor_of(key: Caller) -> str:
     """Who did it, for ledgers and audit rows: the key's id and name."""
     return f"key:{key.id}:{key.name}"[:120]
 
 
-def source_of(key: ApiKey) -> str:
+def source_of(key: Caller) -> str:
     """Where a choice came from, for consent history: the scope, and the till's store."""
     scope = key.scope_list[0]
     return f"{scope}:{key.store.code}" if key.store else scope

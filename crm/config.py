@@ -25,6 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "RATELIMIT_ENABLED": True,
     "COUPON_GUESS_LIMIT": "30 per minute",
     "BLOCKED_IDENTIFIERS": [],  # "kind:value", never used to match customers
+    "API_KEY_CACHE_SECONDS": 5.0,  # how long a node may trust a key it checked
     "SETTINGS_CACHE_SECONDS": 5.0,  # program, tiers, rules: how stale a node may see them
     "SCHEDULER_EMBEDDED": False,
     "SCHEDULER_POLL_SECONDS": 1.0,  # how often a standby scheduler tries to take over

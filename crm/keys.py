@@ -1,7 +1,12 @@
 """API keys: made, checked and revoked here; the CLI and the HTTP API both call these.
 
 A key reads ``crm_<prefix>_<secret>``: the prefix finds the row, the whole key's SHA-256
-is compared in constant time."""
+is compared in constant time.
+
+Every request presents a key, so a node keeps what it found for a presented key (a plain
+``Caller``, not a database row) for API_KEY_CACHE_SECONDS: a key revoked here, or a
+store changed here, is seen at once; a key revoked on another node (or by the CLI) stops
+working on this one within that time."""
 
 from __future__ import annotations
 
@@ -9,7 +14,10 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
+from dataclasses import dataclass
 
+from flask import current_app
 from sqlalchemy import Select, select
 
 from crm.db import db, get_or_404, utcnow
@@ -56,17 +64,57 @@ def create_key(name: str, scopes: list[str], store_code: str | None = None) -> t
     return row, key
 
 
-def authenticate(key: str) -> ApiKey | None:
-    """The active key row for a presented key, or None."""
+@dataclass(frozen=True)
+class StoreRef:
+    """What a till's key tells of its store."""
+
+    id: int
+    code: str
+    currency: str
+    timezone: str
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An active API key, as a request sees it."""
+
+    id: int
+    name: str
+    scope_list: list[str]
+    store: StoreRef | None
+
+
+_callers: dict[str, tuple[Caller, float]] = {}  # SHA-256 of a key -> (caller, expiry)
+
+
+def authenticate(key: str) -> Caller | None:
+    """The caller presenting ``key`` if it is an active key, else None."""
+    digest = _hash(key)
+    cached = _callers.get(digest)
+    if cached is not None and cached[1] > time.monotonic():
+        return cached[0]
     match = _KEY.match(key)
     if not match:
         return None
     row = db.session.scalar(select(ApiKey).where(ApiKey.prefix == match.group(1)))
     if row is None or row.revoked_at is not None:
         return None
-    if not hmac.compare_digest(row.key_hash, _hash(key)):
+    if not hmac.compare_digest(row.key_hash, digest):
         return None
-    return row
+    store = row.store
+    caller = Caller(row.id, row.name, row.scope_list, StoreRef(
+        store.id, store.code, store.currency, store.timezone) if store else None)
+    ttl = current_app.config["API_KEY_CACHE_SECONDS"]
+    if ttl > 0:
+        if len(_callers) > 10_000:  # keys are few; never let guesses fill memory
+            _callers.clear()
+        _callers[digest] = (caller, time.monotonic() + ttl)
+    return caller
+
+
+def forget_callers() -> None:
+    """Keys or stores changed: the next request reads its key afresh."""
+    _callers.clear()
 
 
 def list_keys(include_revoked: bool = False) -> Select[tuple[ApiKey]]:
@@ -78,4 +126,5 @@ def revoke_key(key_id: int) -> ApiKey:
     row = get_or_404(ApiKey, key_id, "API key")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
+    forget_callers()
     return row

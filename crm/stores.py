@@ -9,6 +9,7 @@ from sqlalchemy import Select, select
 
 from crm.db import db
 from crm.errors import Conflict, NotFound
+from crm.keys import forget_callers
 from crm.models import Store
 
 
@@ -30,6 +31,7 @@ def update_store(code: str, data: dict[str, Any]) -> Store:
                            "refer to it.")
     _apply(store, data)
     db.session.flush()
+    forget_callers()  # a till's key carries its store's time zone
     return store
 
 

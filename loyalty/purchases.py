@@ -26,7 +26,8 @@ from crm.auth import actor_of
 from crm.customers import find_customer
 from crm.db import db, insert_ignoring_conflicts, lock_name, utcnow
 from crm.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
-from crm.models import ApiKey, Customer, Store
+from crm.keys import Caller, StoreRef
+from crm.models import Customer, Store
 from crm.money import MAX_MINOR, InvalidAmount, exponent, to_amount, to_minor
 from loyalty import coupons, ledger, settings, tiers
 from loyalty.earning import Basket, Line, Member, points_for, to_points
@@ -47,7 +48,7 @@ def request_hash(data: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def store_for(key: ApiKey, store_code: str | None) -> Store:
+def store_for(key: Caller, store_code: str | None) -> Store | StoreRef:
     """A key bound to a store (a till's) posts for that store only; other keys name
     the store."""
     if key.store is not None:
@@ -131,7 +132,7 @@ class Context:
     actor: str
 
 
-def _context(store: Store, key: ApiKey, at: datetime) -> Context:
+def _context(store: Store, key: Caller, at: datetime) -> Context:
     cached = settings.snapshot()
     rules = [r for r in cached.rules if (r.valid_from is None or r.valid_from <= at)
              and (r.valid_to is None or r.valid_to > at)]
@@ -244,7 +245,7 @@ def _use_coupons(purchase: Purchase, codes: list[str], lines: list[Line],
     return checks
 
 
-def validate_coupon(data: dict[str, Any], key: ApiKey) -> dict[str, Any]:
+def validate_coupon(data: dict[str, Any], key: Caller) -> dict[str, Any]:
     """Would this code apply to this basket (with these other codes), and how much
     would it take off? Reads only."""
     store = store_for(key, data.get("store_code"))
@@ -273,7 +274,7 @@ def _finish(purchase: Purchase, account: Account | None, ctx: Context) -> None:
     db.session.flush()
 
 
-def record_purchase(data: dict[str, Any], key: ApiKey) -> tuple[dict[str, Any], bool]:
+def record_purchase(data: dict[str, Any], key: Caller) -> tuple[dict[str, Any], bool]:
     """Record a sale; return its answer and whether it is new (False: a replay)."""
     store = store_for(key, data.get("store_code"))
     currency = data["currency"]
@@ -323,7 +324,7 @@ def record_purchase(data: dict[str, Any], key: ApiKey) -> tuple[dict[str, Any], 
     return answer(purchase, store.code), True
 
 
-def _locked_purchase(purchase_id: int, key: ApiKey) -> tuple[Purchase, Store]:
+def _locked_purchase(purchase_id: int, key: Caller) -> tuple[Purchase, Store]:
     purchase = db.session.scalar(select(Purchase).where(Purchase.id == purchase_id)
                                  .with_for_update()
                                  .execution_options(populate_existing=True))
@@ -342,7 +343,7 @@ def _stored_lines(purchase: Purchase) -> list[PurchaseLine]:
                                    .order_by(PurchaseLine.id)))
 
 
-def claim_purchase(purchase_id: int, ref: dict[str, Any], key: ApiKey) -> dict[str, Any]:
+def claim_purchase(purchase_id: int, ref: dict[str, Any], key: Caller) -> dict[str, Any]:
     """Attach an anonymous purchase to a member, who then earns its points (less
     what was returned meanwhile)."""
     purchase, store = _locked_purchase(purchase_id, key)
@@ -492,7 +493,7 @@ def _apply_held_returns(held: list[PurchaseReturn], purchase: Purchase, ctx: Con
             ret.note = f"Could not be applied: {e.detail}"
 
 
-def record_return(data: dict[str, Any], key: ApiKey,
+def record_return(data: dict[str, Any], key: Caller,
                   purchase_id: int | None = None) -> tuple[dict[str, Any], int]:
     """Record a return of a purchase, by its id or by (store, receipt). Answers the
     return and its status code: 201 applied, 202 held, 200 a replay."""

@@ -19,7 +19,7 @@ from sqlalchemy import make_url, text
 from werkzeug.serving import make_server
 
 from campaigns import surveys
-from crm import create_app
+from crm import create_app, keys
 from crm.db import db, write_intent
 from crm.limits import limiter
 from loyalty import settings
@@ -86,6 +86,7 @@ def _fresh_state(app: Flask) -> Iterator[None]:
     limiter.reset()
     settings.forget()
     surveys.forget()
+    keys.forget_callers()
 
 
 class RequestClient(FlaskClient):
