@@ -301,9 +301,10 @@ def plus_days(column: Any, days: int) -> Any:
 def lock_name(name: str) -> None:
     """Serialise transactions that touch ``name`` until they end: a PostgreSQL advisory
     transaction lock. On SQLite writers are serialised already."""
-    if db.engine.dialect.name == "postgresql":
-        db.session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:n, 0))"),
-                           {"n": name})
+    connection = db.session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%(n)s, 0))", {"n": name})
 
 
 def get_or_404(model: type[Any], ident: int, what: str) -> Any:

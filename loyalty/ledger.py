@@ -6,18 +6,26 @@ expiry first (then the oldest); a return takes back what its purchase earned, fi
 that purchase's own lot. With ``allow_negative`` a shortfall becomes debt, which later
 earnings repay before they can be spent; without it the shortfall is recorded as
 uncollected and the balance stays at zero.
+
+Two ways to hold an account, one set of rules: ``lock_account`` gives the ORM row, and
+what changes goes through the session; ``open_account`` (the till's sale, the hot path)
+gives the same row as a detached object carrying a ``Batch``, which collects the lots,
+ledger rows and draws the rules make and writes them, with the account, in a few
+hand-written statements (``Batch.write``). A batch account is for earning and spending;
+returns, merges and jobs use ``lock_account``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import case, func, select
 
 from crm.db import db, insert_ignoring_conflicts, utcnow
 from crm.errors import Conflict
 from crm.models import Customer
+from crm.sql import Sql, as_date, as_time
 from loyalty.models import Account, LedgerEntry, Lot, LotDraw, Program
 
 
@@ -49,9 +57,113 @@ def lock_account(customer_id: int, merged_ok: bool = False) -> Account:
         row = db.session.execute(stmt).first()
     account, merged_into = row
     if merged_into is not None and not merged_ok:
-        raise MergedAway(f"Customer {customer_id} has just been merged into {merged_into}; "
-                         "retry.", merged_into=merged_into)
+        raise _merged(customer_id, merged_into)
     return account
+
+
+def _merged(customer_id: int, merged_into: int) -> MergedAway:
+    return MergedAway(f"Customer {customer_id} has just been merged into {merged_into}; "
+                      "retry.", merged_into=merged_into)
+
+
+_LOCK = """SELECT a.balance, a.pending, a.lifetime, a.tier_id, a.tier_since, a.downgrade_at,
+       c.merged_into_id, c.birthday
+  FROM loyalty_accounts a JOIN customers c ON c.id = a.customer_id
+ WHERE a.customer_id = ? FOR UPDATE OF a"""
+_MAKE = """INSERT INTO loyalty_accounts (customer_id, balance, pending, lifetime, updated_at)
+VALUES (?, 0, 0, 0, ?) ON CONFLICT (customer_id) DO NOTHING"""
+
+
+class Batch:
+    """What a change to one member's points adds and alters, written in one go."""
+
+    def __init__(self, sql: Sql, account: Account) -> None:
+        self.sql, self.account = sql, account
+        self.opened: list[tuple[Lot, int, bool]] = []  # lots read, as they were read
+        self.lots: list[Lot] = []
+        self.entries: list[LedgerEntry] = []
+        self.draws: list[LotDraw] = []
+
+    def keep(self, row: Lot | LedgerEntry | LotDraw) -> None:
+        {Lot: self.lots, LedgerEntry: self.entries, LotDraw: self.draws}[type(row)].append(row)
+
+    def open_lots(self) -> list[Lot]:
+        """The member's lots with points left, in spending order (as ``settle`` reads
+        them through the session)."""
+        rows = self.sql.all(
+            """SELECT id, points, remaining, released, pending_until, expires_at, purchase_id
+                 FROM loyalty_lots WHERE customer_id = ? AND remaining > 0
+                ORDER BY expires_at IS NULL, expires_at, id""", (self.account.customer_id,))
+        lots = []
+        for lot_id, points, remaining, released, pending_until, expires, purchase_id in rows:
+            lot = Lot(id=lot_id, customer_id=self.account.customer_id, points=points,
+                      remaining=remaining, released=bool(released),
+                      pending_until=as_time(pending_until), expires_at=as_time(expires),
+                      purchase_id=purchase_id)
+            lots.append(lot)
+            self.opened.append((lot, remaining, bool(released)))
+        return lots
+
+    def write(self) -> None:
+        sql, now = self.sql, utcnow()
+        for lot in self.lots:
+            lot.id = sql.one(
+                """INSERT INTO loyalty_lots (customer_id, points, remaining, released,
+                   pending_until, expires_at, purchase_id, created_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
+                (lot.customer_id, lot.points, lot.remaining, lot.released, lot.pending_until,
+                 lot.expires_at, lot.purchase_id, now))[0]
+        changed = [lot for lot, remaining, released in self.opened
+                   if (lot.remaining, lot.released) != (remaining, released)]
+        sql.many("UPDATE loyalty_lots SET remaining = ?, released = ? WHERE id = ?",
+                 [(lot.remaining, lot.released, lot.id) for lot in changed])
+        for entry in self.entries:
+            entry.id = sql.one(
+                """INSERT INTO loyalty_ledger (customer_id, kind, cause, points, pending,
+                   balance_after, purchase_id, return_id, lot_id, reason, actor, occurred_at,
+                   created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
+                (entry.customer_id, entry.kind, entry.cause, entry.points, entry.pending,
+                 entry.balance_after, entry.purchase_id, entry.return_id,
+                 entry.lot.id if entry.lot is not None else None, entry.reason, entry.actor,
+                 entry.occurred_at, now))[0]
+        sql.many("INSERT INTO loyalty_lot_draws (entry_id, lot_id, points) VALUES (?, ?, ?)",
+                 [(draw.entry.id, draw.lot.id, draw.points) for draw in self.draws])
+        self.lots, self.entries, self.draws = [], [], []
+        self.opened = [(lot, lot.remaining, lot.released) for lot, _, _ in self.opened]
+        self.write_account()
+
+    def write_account(self) -> None:
+        a = self.account
+        self.sql.execute(
+            """UPDATE loyalty_accounts SET balance = ?, pending = ?, lifetime = ?, tier_id = ?,
+               tier_since = ?, downgrade_at = ?, updated_at = ? WHERE customer_id = ?""",
+            (a.balance, a.pending, a.lifetime, a.tier_id, a.tier_since, a.downgrade_at,
+             utcnow(), a.customer_id))
+
+
+def open_account(sql: Sql, customer_id: int) -> tuple[Account, date | None]:
+    """The member's account (made if missing) and birthday, locked as ``lock_account``
+    locks it, detached from the session with a ``Batch`` to collect its changes."""
+    row = sql.one(_LOCK, (customer_id,))
+    if row is None:
+        sql.execute(_MAKE, (customer_id, utcnow()))
+        row = sql.one(_LOCK, (customer_id,))
+    balance, pending, lifetime, tier_id, tier_since, downgrade_at, merged_into, birthday = row
+    if merged_into is not None:
+        raise _merged(customer_id, merged_into)
+    account = Account(customer_id=customer_id, balance=balance, pending=pending,
+                      lifetime=lifetime, tier_id=tier_id, tier_since=as_time(tier_since),
+                      downgrade_at=as_time(downgrade_at))
+    account.batch = Batch(sql, account)
+    return account, as_date(birthday)
+
+
+def _keep(account: Account, row: Lot | LedgerEntry | LotDraw) -> None:
+    batch = getattr(account, "batch", None)
+    if batch is None:
+        db.session.add(row)
+    else:
+        batch.keep(row)
 
 
 def _post(account: Account, kind: str, cause: str, *, points: int = 0, pending: int = 0,
@@ -61,7 +173,7 @@ def _post(account: Account, kind: str, cause: str, *, points: int = 0, pending: 
     entry = LedgerEntry(customer_id=account.customer_id, kind=kind, cause=cause,
                         points=points, pending=pending, balance_after=account.balance,
                         occurred_at=occurred_at or utcnow(), **fields)
-    db.session.add(entry)
+    _keep(account, entry)
     return entry
 
 
@@ -94,7 +206,7 @@ def earn(account: Account, program: Program, points: int, *, cause: str, kind: s
     lot = Lot(customer_id=account.customer_id, points=points, remaining=points,
               released=released, pending_until=pending_until,
               expires_at=expires_at(program, occurred_at), purchase_id=purchase_id)
-    db.session.add(lot)
+    _keep(account, lot)
     account.lifetime += points
     if released:
         _repay_debt(account, [lot])
@@ -110,7 +222,8 @@ def settle(account: Account, now: datetime | None = None) -> list[Lot]:
     """Release the account's due pending lots and expire its due lots now, rather than
     wait for the jobs; return its spendable lots in spending order."""
     now = now or utcnow()
-    lots = list(db.session.scalars(
+    batch = getattr(account, "batch", None)
+    lots = batch.open_lots() if batch is not None else list(db.session.scalars(
         select(Lot).where(Lot.customer_id == account.customer_id, Lot.remaining > 0)
         .order_by(Lot.expires_at.is_(None), Lot.expires_at, Lot.id)
     ))
@@ -142,7 +255,7 @@ def expire(account: Account, lot: Lot) -> None:
     _post(account, "expire", "expiry", points=-points, lot=lot, actor="job:expire")
 
 
-def _draw(entry: LedgerEntry, lots: list[Lot], points: int) -> int:
+def _draw(account: Account, entry: LedgerEntry, lots: list[Lot], points: int) -> int:
     """Take up to ``points`` from ``lots`` in order, recording each draw; return the
     points that the lots could not cover."""
     left = points
@@ -153,7 +266,7 @@ def _draw(entry: LedgerEntry, lots: list[Lot], points: int) -> int:
         if taken:
             lot.remaining -= taken
             left -= taken
-            db.session.add(LotDraw(entry=entry, lot=lot, points=taken))
+            _keep(account, LotDraw(entry=entry, lot=lot, points=taken))
     return left
 
 
@@ -170,7 +283,7 @@ def spend(account: Account, program: Program, points: int, *, kind: str, cause: 
         )
     entry = _post(account, kind, cause, points=-points, purchase_id=purchase_id,
                   actor=actor, reason=reason, occurred_at=occurred_at)
-    _draw(entry, lots, points)
+    _draw(account, entry, lots, points)
     return entry
 
 
@@ -205,7 +318,7 @@ def claw_back(account: Account, program: Program, points: int, *, purchase_id: i
                   occurred_at=occurred_at, actor=actor)
     ordered = [lot for lot in own if lot.released] + [
         lot for lot in spendable if lot.purchase_id != purchase_id]
-    _draw(entry, ordered, from_balance)
+    _draw(account, entry, ordered, from_balance)
     account.lifetime -= points - uncollected
     return Clawback(points - uncollected, uncollected)
 
@@ -241,7 +354,7 @@ def restore(account: Account, program: Program, points: int, *, purchase_id: int
         lot = Lot(customer_id=account.customer_id, points=left, remaining=left, released=True,
                   pending_until=None, expires_at=expires_at(program, utcnow()),
                   purchase_id=purchase_id)
-        db.session.add(lot)
+        _keep(account, lot)
         touched.append(lot)
     if account.balance < 0:
         _repay_debt(account, touched)
@@ -309,7 +422,7 @@ def transfer(source: Account, target: Account, *, points: int | None = None,
         lots = settle(target)
         entry = _post(target, "transfer", "merge", points=points, pending=pending,
                       reason=reason, actor="merge")
-        _draw(entry, lots, min(-points, sum(lot.remaining for lot in lots)))
+        _draw(target, entry, lots, min(-points, sum(lot.remaining for lot in lots)))
     else:
         if target.balance < 0:
             _repay_debt(target, settle(target))

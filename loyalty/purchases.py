@@ -13,22 +13,23 @@ import hashlib
 import json
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import exists, select
+from sqlalchemy import select
 
 from crm import signals
 from crm.auth import actor_of
-from crm.customers import find_customer
+from crm.customers import find_customer, find_customer_id
 from crm.db import db, insert_ignoring_conflicts, lock_name, utcnow
 from crm.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from crm.keys import Caller, StoreRef
-from crm.models import Customer, Store
+from crm.models import Store
 from crm.money import MAX_MINOR, InvalidAmount, exponent, to_amount, to_minor
+from crm.sql import Sql, as_time
 from loyalty import coupons, ledger, settings, tiers
 from loyalty.earning import Basket, Line, Member, points_for, to_points
 from loyalty.models import (
@@ -38,7 +39,6 @@ from loyalty.models import (
     Purchase,
     PurchaseLine,
     PurchaseReturn,
-    RuleAward,
     Tier,
 )
 
@@ -128,11 +128,11 @@ class Context:
     program: Program
     tiers: list[Tier]
     rules: list[EarningRule]
-    store: Store
+    store: Store | StoreRef
     actor: str
 
 
-def _context(store: Store, key: Caller, at: datetime) -> Context:
+def _context(store: Store | StoreRef, key: Caller, at: datetime) -> Context:
     cached = settings.snapshot()
     rules = [r for r in cached.rules if (r.valid_from is None or r.valid_from <= at)
              and (r.valid_to is None or r.valid_to > at)]
@@ -152,47 +152,54 @@ def _period_start(period: str, local: datetime) -> datetime:
     return datetime(1970, 1, 1, tzinfo=local.tzinfo)
 
 
-def _cap_left(rules: list[EarningRule], customer_id: int, local: datetime) -> dict[int, int]:
+def _cap_left(sql: Sql, rules: list[EarningRule], customer_id: int,
+              local: datetime) -> dict[int, int]:
     capped = {r.id: (r.cap_points, _period_start(r.cap_period, local)) for r in rules
               if r.cap_points is not None}
     if not capped:
         return {}
     used: dict[int, int] = defaultdict(int)
-    rows = db.session.execute(
-        select(RuleAward.rule_id, RuleAward.occurred_at, RuleAward.points).where(
-            RuleAward.rule_id.in_(list(capped)), RuleAward.customer_id == customer_id,
-            RuleAward.occurred_at >= min(start for _, start in capped.values())))
+    rows = sql.all(
+        f"""SELECT rule_id, occurred_at, points FROM loyalty_rule_awards
+             WHERE customer_id = ? AND occurred_at >= ?
+               AND rule_id IN ({', '.join('?' * len(capped))})""",
+        (customer_id, min(start for _, start in capped.values()), *capped))
     for rule_id, occurred_at, points in rows:
-        if occurred_at >= capped[rule_id][1]:
+        if as_time(occurred_at) >= capped[rule_id][1]:
             used[rule_id] += points
     return {rid: max(0, cap - used[rid]) for rid, (cap, _) in capped.items()}
 
 
-def _award(purchase: Purchase, customer: Customer, account: Account, lines: list[Line],
+def _first_purchase(sql: Sql, customer_id: int, purchase_id: int) -> bool:
+    """No other purchase of the member is on record (whatever its date), so a till
+    syncing an older receipt late never gives the bonus twice."""
+    return sql.one("SELECT 1 FROM purchases WHERE customer_id = ? AND id <> ? LIMIT 1",
+                   (customer_id, purchase_id)) is None
+
+
+def _award(purchase: Purchase, account: Account, birthday: date | None, lines: list[Line],
            ctx: Context, checks: list[coupons.Check] = ()) -> None:
     """Earn the purchase's points for its member: base times tier, plus rules, plus
     what its points coupons add (a lot of their own, cause "coupon")."""
+    sql = Sql()
     local = purchase.occurred_at.astimezone(ZoneInfo(ctx.store.timezone))
     rules = ctx.rules
     tier = next((t for t in ctx.tiers if t.id == account.tier_id), None)
-    # The member's first purchase: no other is on record (whatever its date), so a
-    # till syncing an older receipt late never gives the bonus twice.
-    first = any(r.first_purchase for r in rules) and not db.session.scalar(select(exists(
-        select(Purchase.id).where(Purchase.customer_id == customer.id,
-                                  Purchase.id != purchase.id))))
+    first = any(r.first_purchase for r in rules) and _first_purchase(
+        sql, account.customer_id, purchase.id)
     member = Member(multiplier=tier.multiplier if tier else 1, first_purchase=first,
-                    birthday=customer.birthday)
+                    birthday=birthday)
     basket = Basket(ctx.store.code, local, exponent(purchase.currency), purchase.total,
                     purchase.paid, lines)
     earned = points_for(basket, ctx.program, member, rules,
-                        _cap_left(rules, customer.id, local))
+                        _cap_left(sql, rules, account.customer_id, local))
     lot = ledger.earn(account, ctx.program, earned.total, cause="purchase",
                       occurred_at=purchase.occurred_at, purchase_id=purchase.id,
                       actor=ctx.actor)
-    db.session.add_all(RuleAward(rule_id=rid, customer_id=customer.id,
-                                 purchase_id=purchase.id, points=points,
-                                 occurred_at=purchase.occurred_at)
-                       for rid, points in earned.awards.items())
+    sql.many("""INSERT INTO loyalty_rule_awards (rule_id, customer_id, purchase_id, points,
+                occurred_at) VALUES (?, ?, ?, ?, ?)""",
+             [(rid, account.customer_id, purchase.id, points, purchase.occurred_at)
+              for rid, points in earned.awards.items()])
     bonus = coupons.bonus_points(list(checks), earned.base)
     bonus_lot = ledger.earn(account, ctx.program, bonus, cause="coupon",
                             occurred_at=purchase.occurred_at, purchase_id=purchase.id,
@@ -219,19 +226,19 @@ def _redeem(purchase: Purchase, account: Account, points: int, ctx: Context) -> 
     purchase.paid = purchase.total - purchase.discount
 
 
-def _local_day(at: datetime, store: Store) -> date:
+def _local_day(at: datetime, store: Store | StoreRef) -> date:
     return at.astimezone(ZoneInfo(store.timezone)).date()
 
 
 def _use_coupons(purchase: Purchase, codes: list[str], lines: list[Line],
-                 customer: Customer | None, store: Store) -> list[coupons.Check]:
+                 store: Store | StoreRef) -> list[coupons.Check]:
     """Check the purchase's coupon codes (the member's account is locked already) and
     take their discount off what is paid; 422 naming each code that does not apply."""
     if not codes:
         return []
     checks = coupons.check_codes(codes, total=purchase.total, lines=lines,
                                  currency=purchase.currency,
-                                 customer_id=customer.id if customer else None,
+                                 customer_id=purchase.customer_id,
                                  today=_local_day(purchase.occurred_at, store))
     error = coupons.refused(checks)
     if error:
@@ -266,16 +273,44 @@ def validate_coupon(data: dict[str, Any], key: Caller) -> dict[str, Any]:
 
 
 def _finish(purchase: Purchase, account: Account | None, ctx: Context) -> None:
+    """Write what the rules made (a till's batch account), move the member up a tier if
+    they reached one, and note the balance and tier on the purchase."""
     if account is not None:
+        batch = getattr(account, "batch", None)
+        if batch is not None:
+            batch.write()
+        before = (account.tier_id, account.downgrade_at)
         tiers.upgrade_if_qualified(account, ctx.tiers, ctx.program)
+        if batch is not None and (account.tier_id, account.downgrade_at) != before:
+            batch.write_account()
         purchase.balance_after = account.balance
         purchase.tier_after = next((t.name for t in ctx.tiers if t.id == account.tier_id),
                                    None)
     db.session.flush()
 
 
+_CLAIM = """INSERT INTO purchases (store_id, receipt_id, request_hash, customer_id,
+    occurred_at, currency, total, discount, paid, points_earned, points_pending,
+    points_redeemed, coupons_applied, returned_paid, points_reversed, points_restored,
+    created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, 0, 0, 0, ?, 0, 0, 0, ?)
+    ON CONFLICT (store_id, receipt_id) DO NOTHING RETURNING id"""
+_LINES = """INSERT INTO purchase_lines (purchase_id, sku, category, quantity, unit_price,
+    amount, earns, returned_quantity) VALUES (?, ?, ?, ?, ?, ?, ?, 0)"""
+_HELD = """SELECT 1 FROM purchase_returns
+    WHERE store_id = ? AND receipt_id = ? AND status = 'held' LIMIT 1"""
+_RESULT = """UPDATE purchases SET discount = ?, paid = ?, points_earned = ?, points_pending = ?,
+    points_redeemed = ?, coupons_applied = ?, balance_after = ?, tier_after = ?
+    WHERE id = ?"""
+
+
 def record_purchase(data: dict[str, Any], key: Caller) -> tuple[dict[str, Any], bool]:
-    """Record a sale; return its answer and whether it is new (False: a replay)."""
+    """Record a sale; return its answer and whether it is new (False: a replay).
+
+    Every till posts every sale here, so it is written with hand-written statements
+    (crm/sql.py) rather than the ORM: the purchase is claimed by its unique (store,
+    receipt), then the lines, the member's locked account and lots (a ``ledger.Batch``)
+    and the purchase's figures are written, about a dozen statements in all. Rare parts
+    (coupons, returns posted before their purchase) go through the session."""
     store = store_for(key, data.get("store_code"))
     currency = data["currency"]
     if currency != store.currency:
@@ -284,42 +319,48 @@ def record_purchase(data: dict[str, Any], key: Caller) -> tuple[dict[str, Any], 
     total = _money(data["total"], currency, "total")
     lines = _lines(data["lines"], currency)
     ref = data.get("customer")
-    customer = find_customer(ref) if ref else None
+    customer_id = find_customer_id(ref) if ref else None
     redeem = data.get("redeem_points") or 0
-    if redeem and customer is None:
+    if redeem and customer_id is None:
         raise Invalid("Only a known member can redeem points.",
                       errors={"redeem_points": ["Give a customer that exists."]})
     digest = request_hash(data)
-    purchase = _claim(Purchase, ("store_id", "receipt_id"), {
-        "store_id": store.id, "receipt_id": data["receipt_id"], "request_hash": digest,
-        "customer_id": customer.id if customer else None,
-        "occurred_at": data["occurred_at"], "currency": currency, "total": total,
-        "paid": total, "created_at": utcnow()})
-    if purchase is None:
+    sql = Sql()
+    occurred_at, now = data["occurred_at"].astimezone(UTC), utcnow()
+    claimed = sql.one(_CLAIM, (store.id, data["receipt_id"], digest, customer_id, occurred_at,
+                               currency, total, total, [], now))
+    if claimed is None:
         return answer(_replay(Purchase, digest, store_id=store.id,
                               receipt_id=data["receipt_id"]), store.code), False
-
-    ctx = _context(store, key, purchase.occurred_at)
+    # Not in the session: its row is written by hand, here and at the end.
+    purchase = Purchase(id=claimed[0], store_id=store.id, receipt_id=data["receipt_id"],
+                        request_hash=digest, customer_id=customer_id, occurred_at=occurred_at,
+                        currency=currency, total=total, discount=0, paid=total,
+                        points_earned=0, points_pending=0, points_redeemed=0,
+                        coupons_applied=[], balance_after=None, tier_after=None,
+                        returned_paid=0, points_reversed=0, points_restored=0,
+                        created_at=now)
+    ctx = _context(store, key, occurred_at)
     lock_name(f"receipt:{store.id}:{purchase.receipt_id}")  # against a return racing it
-    held = _held_returns(purchase)
-    # Nothing read below depends on what this sale adds, so it is all written by one
-    # flush at the end rather than before every query.
-    with db.session.no_autoflush:
-        db.session.add_all(PurchaseLine(purchase_id=purchase.id, sku=line.sku,
-                                        category=line.category, quantity=line.quantity,
-                                        unit_price=line.unit_price, amount=line.amount,
-                                        earns=line.earns) for line in lines)
-        account = ledger.lock_account(customer.id) if customer else None
-        checks = _use_coupons(purchase, data.get("coupon_codes") or [], lines, customer,
-                              store)
-        if customer is not None:
-            if redeem:
-                _redeem(purchase, account, redeem, ctx)
-            _award(purchase, customer, account, lines, ctx, checks)
-        coupons.redeem(checks, purchase.id, purchase.customer_id)
-        purchase.coupons_applied = coupons.applied(checks, purchase.currency)
-    _apply_held_returns(held, purchase, ctx)
+    held = sql.one(_HELD, (store.id, purchase.receipt_id)) is not None
+    sql.many(_LINES, [(purchase.id, line.sku, line.category, line.quantity, line.unit_price,
+                       line.amount, line.earns) for line in lines])
+    account, birthday = (ledger.open_account(sql, customer_id) if customer_id is not None
+                         else (None, None))
+    checks = _use_coupons(purchase, data.get("coupon_codes") or [], lines, store)
+    if account is not None:
+        if redeem:
+            _redeem(purchase, account, redeem, ctx)
+        _award(purchase, account, birthday, lines, ctx, checks)
+    coupons.redeem(checks, purchase.id, purchase.customer_id)
+    purchase.coupons_applied = coupons.applied(checks, purchase.currency)
     _finish(purchase, account, ctx)
+    sql.execute(_RESULT, (purchase.discount, purchase.paid, purchase.points_earned,
+                          purchase.points_pending, purchase.points_redeemed,
+                          purchase.coupons_applied, purchase.balance_after,
+                          purchase.tier_after, purchase.id))
+    if held:
+        purchase = _apply_held_returns(purchase.id, ctx)
     signals.purchase_recorded.send(current_app._get_current_object(), purchase=purchase)
     return answer(purchase, store.code), True
 
@@ -360,7 +401,7 @@ def claim_purchase(purchase_id: int, ref: dict[str, Any], key: Caller) -> dict[s
     stored = _stored_lines(purchase)
     lines = [Line(pl.sku, pl.category, pl.quantity, pl.unit_price, pl.earns) for pl in stored]
     used = coupons.used_in(purchase.id)  # its points coupons add their bonus now
-    _award(purchase, customer, account, lines, ctx, [check for check, _ in used])
+    _award(purchase, account, customer.birthday, lines, ctx, [check for check, _ in used])
     for check, redemption in used:
         redemption.customer_id = customer.id
         redemption.bonus_points = check.details.get("bonus_points", 0)
@@ -478,19 +519,23 @@ def _apply_return(ret: PurchaseReturn, purchase: Purchase, ctx: Context) -> None
                                    purchase_return=ret, full=fraction == 1)
 
 
-def _held_returns(purchase: Purchase) -> list[PurchaseReturn]:
-    return list(db.session.scalars(select(PurchaseReturn).where(
+def _apply_held_returns(purchase_id: int, ctx: Context) -> Purchase:
+    """Apply the returns posted before their purchase (tills syncing out of order), in
+    the order they came; return the purchase as it now is."""
+    purchase = db.session.get(Purchase, purchase_id, populate_existing=True)
+    held = db.session.scalars(select(PurchaseReturn).where(
         PurchaseReturn.store_id == purchase.store_id,
         PurchaseReturn.receipt_id == purchase.receipt_id,
-        PurchaseReturn.status == "held").order_by(PurchaseReturn.id)))
-
-
-def _apply_held_returns(held: list[PurchaseReturn], purchase: Purchase, ctx: Context) -> None:
+        PurchaseReturn.status == "held").order_by(PurchaseReturn.id))
     for ret in held:
         try:
             _apply_return(ret, purchase, ctx)
         except DomainError as e:  # checked before any change: nothing half-done
             ret.note = f"Could not be applied: {e.detail}"
+    if purchase.customer_id is not None:
+        purchase.balance_after = ledger.lock_account(purchase.customer_id).balance
+    db.session.flush()
+    return purchase
 
 
 def record_return(data: dict[str, Any], key: Caller,
