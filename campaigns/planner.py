@@ -37,8 +37,9 @@ from campaigns.models import (
 )
 from campaigns.quiet_hours import quiet_until
 from campaigns.segment_rules import compile_rule
-from crm.db import allocate_ids, any_of, bulk_insert, db, lock_name, utcnow
+from crm.db import allocate_ids, any_of, bulk_insert, db, utcnow
 from crm.models import Customer, CustomerIdentifier, Store
+from crm.sql import lock_name
 from loyalty import coupons
 from loyalty.models import Account, Lot, Offer, Purchase, PurchaseLine, Tier
 

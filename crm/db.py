@@ -298,15 +298,6 @@ def plus_days(column: Any, days: int) -> Any:
     return func.strftime("%Y-%m-%d %H:%M:%f", column, f"{int(days):+d} days")
 
 
-def lock_name(name: str) -> None:
-    """Serialise transactions that touch ``name`` until they end: a PostgreSQL advisory
-    transaction lock. On SQLite writers are serialised already."""
-    connection = db.session.connection()
-    if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%(n)s, 0))", {"n": name})
-
-
 def get_or_404(model: type[Any], ident: int, what: str) -> Any:
     """The row with primary key ``ident``, or a NotFound naming ``what`` it is."""
     from crm.errors import NotFound

@@ -9,6 +9,13 @@ go in as aware datetimes and come out as aware UTC datetimes, stored as SQLAlche
 them (naive UTC text on SQLite), so ORM code reading the same rows sees the same values.
 Listeners of the engine's ``before_cursor_execute`` event (a statement counter, a tracer)
 see these statements too.
+
+A statement whose result nobody reads can be sent ``later``: on PostgreSQL it waits, in
+the transaction's queue, for the next statement that is read, and they go to the server
+together in one psycopg pipeline (one round trip instead of several); anything else that
+runs on the connection — a query of this module, any SQLAlchemy statement, the commit —
+sends the queue first, so every reader sees the writes before it, in order. On SQLite
+(no round trips) it runs at once.
 """
 
 from __future__ import annotations
@@ -18,6 +25,10 @@ import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import Pool
 
 from crm.db import SQLITE_DATETIME, db
 
@@ -32,7 +43,8 @@ class Sql:
     def __init__(self) -> None:
         self.connection = db.session.connection()
         self.postgres = self.connection.dialect.name == "postgresql"
-        self.cursor = self.connection.connection.driver_connection.cursor()
+        self.driver = self.connection.connection.driver_connection
+        self.cursor = self.driver.cursor()
 
     def _announce(self, statement: str, params: Any, many: bool) -> None:
         listeners = self.connection.dispatch.before_cursor_execute
@@ -63,7 +75,40 @@ class Sql:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         statement, values = self._text(sql), [self.value(v) for v in params]
         self._announce(statement, values, False)
-        return self.cursor.execute(statement, values)
+        queued = self.connection.info.pop(_QUEUE, None)
+        if not queued:
+            return self.cursor.execute(statement, values)
+        with self.driver.pipeline():
+            _send(self.driver, queued)
+            self.cursor.execute(statement, values)
+        return self.cursor
+
+    def lock(self, name: str) -> None:
+        """Serialise transactions that touch ``name`` until they end: a PostgreSQL
+        advisory transaction lock, taken with the next statement. On SQLite writers are
+        serialised already."""
+        if self.postgres:
+            self.later("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (name,))
+
+    def later(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Run a statement whose result is not read, now or with the next one."""
+        self._later(sql, [[self.value(v) for v in params]], many=False)
+
+    def many_later(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """``many``, now or with the next statement."""
+        rows = [[self.value(v) for v in row] for row in rows]
+        if rows:
+            self._later(sql, rows, many=True)
+
+    def _later(self, sql: str, rows: list[list[Any]], many: bool) -> None:
+        statement = self._text(sql)
+        self._announce(statement, rows if many else rows[0], many)
+        if self.postgres:
+            self.connection.info.setdefault(_QUEUE, []).append((statement, rows, many))
+        elif many:
+            self.cursor.executemany(statement, rows)
+        else:
+            self.cursor.execute(statement, rows[0])
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         return self.execute(sql, params).fetchone()
@@ -76,7 +121,57 @@ class Sql:
         if rows:
             statement = self._text(sql)
             self._announce(statement, rows, True)
+            send_queued(self.connection)
             self.cursor.executemany(statement, rows)
+
+
+_QUEUE = "crm_sql_queue"  # in Connection.info: statements sent later, in order
+
+
+def _send(driver: Any, queued: list[tuple[str, list[list[Any]], bool]]) -> None:
+    for statement, rows, many in queued:
+        cursor = driver.cursor()
+        if many:
+            cursor.executemany(statement, rows)
+        else:
+            cursor.execute(statement, rows[0])
+
+
+def send_queued(connection: Connection) -> None:
+    """Send the statements queued on ``connection``, in one pipeline."""
+    queued = connection.info.pop(_QUEUE, None)
+    if queued:
+        driver = connection.connection.driver_connection
+        with driver.pipeline():
+            _send(driver, queued)
+
+
+@event.listens_for(Engine, "before_execute")
+def _before_sqlalchemy_statement(connection: Connection, *_: Any) -> None:
+    if _QUEUE in connection.info:
+        send_queued(connection)
+
+
+@event.listens_for(Engine, "commit")
+def _before_commit(connection: Connection) -> None:
+    if _QUEUE in connection.info:
+        send_queued(connection)
+
+
+@event.listens_for(Engine, "rollback")
+def _on_rollback(connection: Connection) -> None:
+    connection.info.pop(_QUEUE, None)
+
+
+@event.listens_for(Pool, "checkin")
+def _never_keep_a_queue(_dbapi_connection: Any, record: Any) -> None:
+    if record is not None:
+        record.info.pop(_QUEUE, None)
+
+
+def lock_name(name: str) -> None:
+    """``Sql.lock`` in the session's transaction."""
+    Sql().lock(name)
 
 
 def as_time(value: Any) -> datetime | None:

@@ -70,6 +70,9 @@ _LOCK = """SELECT a.balance, a.pending, a.lifetime, a.tier_id, a.tier_since, a.d
        c.merged_into_id, c.birthday
   FROM loyalty_accounts a JOIN customers c ON c.id = a.customer_id
  WHERE a.customer_id = ? FOR UPDATE OF a"""
+_ENTRY = """INSERT INTO loyalty_ledger (customer_id, kind, cause, points, pending, balance_after,
+    purchase_id, return_id, lot_id, reason, actor, occurred_at, created_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 _MAKE = """INSERT INTO loyalty_accounts (customer_id, balance, pending, lifetime, updated_at)
 VALUES (?, 0, 0, 0, ?) ON CONFLICT (customer_id) DO NOTHING"""
 
@@ -115,26 +118,28 @@ class Batch:
                  lot.expires_at, lot.purchase_id, now))[0]
         changed = [lot for lot, remaining, released in self.opened
                    if (lot.remaining, lot.released) != (remaining, released)]
-        sql.many("UPDATE loyalty_lots SET remaining = ?, released = ? WHERE id = ?",
-                 [(lot.remaining, lot.released, lot.id) for lot in changed])
+        sql.many_later("UPDATE loyalty_lots SET remaining = ?, released = ? WHERE id = ?",
+                       [(lot.remaining, lot.released, lot.id) for lot in changed])
+        drawn = {id(draw.entry) for draw in self.draws}
         for entry in self.entries:
-            entry.id = sql.one(
-                """INSERT INTO loyalty_ledger (customer_id, kind, cause, points, pending,
-                   balance_after, purchase_id, return_id, lot_id, reason, actor, occurred_at,
-                   created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
-                (entry.customer_id, entry.kind, entry.cause, entry.points, entry.pending,
-                 entry.balance_after, entry.purchase_id, entry.return_id,
-                 entry.lot.id if entry.lot is not None else None, entry.reason, entry.actor,
-                 entry.occurred_at, now))[0]
-        sql.many("INSERT INTO loyalty_lot_draws (entry_id, lot_id, points) VALUES (?, ?, ?)",
-                 [(draw.entry.id, draw.lot.id, draw.points) for draw in self.draws])
+            values = (entry.customer_id, entry.kind, entry.cause, entry.points, entry.pending,
+                      entry.balance_after, entry.purchase_id, entry.return_id,
+                      entry.lot.id if entry.lot is not None else None, entry.reason,
+                      entry.actor, entry.occurred_at, now)
+            if id(entry) in drawn:  # its draws need its id
+                entry.id = sql.one(_ENTRY + " RETURNING id", values)[0]
+            else:
+                sql.later(_ENTRY, values)
+        sql.many_later(
+            "INSERT INTO loyalty_lot_draws (entry_id, lot_id, points) VALUES (?, ?, ?)",
+            [(draw.entry.id, draw.lot.id, draw.points) for draw in self.draws])
         self.lots, self.entries, self.draws = [], [], []
         self.opened = [(lot, lot.remaining, lot.released) for lot, _, _ in self.opened]
         self.write_account()
 
     def write_account(self) -> None:
         a = self.account
-        self.sql.execute(
+        self.sql.later(
             """UPDATE loyalty_accounts SET balance = ?, pending = ?, lifetime = ?, tier_id = ?,
                tier_since = ?, downgrade_at = ?, updated_at = ? WHERE customer_id = ?""",
             (a.balance, a.pending, a.lifetime, a.tier_id, a.tier_since, a.downgrade_at,

@@ -24,12 +24,12 @@ from sqlalchemy import select
 from crm import signals
 from crm.auth import actor_of
 from crm.customers import find_customer, find_customer_id
-from crm.db import db, insert_ignoring_conflicts, lock_name, utcnow
+from crm.db import db, insert_ignoring_conflicts, utcnow
 from crm.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from crm.keys import Caller, StoreRef
 from crm.models import Store
 from crm.money import MAX_MINOR, InvalidAmount, exponent, to_amount, to_minor
-from crm.sql import Sql, as_time
+from crm.sql import Sql, as_time, lock_name
 from loyalty import coupons, ledger, settings, tiers
 from loyalty.earning import Basket, Line, Member, points_for, to_points
 from loyalty.models import (
@@ -196,10 +196,10 @@ def _award(purchase: Purchase, account: Account, birthday: date | None, lines: l
     lot = ledger.earn(account, ctx.program, earned.total, cause="purchase",
                       occurred_at=purchase.occurred_at, purchase_id=purchase.id,
                       actor=ctx.actor)
-    sql.many("""INSERT INTO loyalty_rule_awards (rule_id, customer_id, purchase_id, points,
-                occurred_at) VALUES (?, ?, ?, ?, ?)""",
-             [(rid, account.customer_id, purchase.id, points, purchase.occurred_at)
-              for rid, points in earned.awards.items()])
+    sql.many_later("""INSERT INTO loyalty_rule_awards (rule_id, customer_id, purchase_id,
+                      points, occurred_at) VALUES (?, ?, ?, ?, ?)""",
+                   [(rid, account.customer_id, purchase.id, points, purchase.occurred_at)
+                    for rid, points in earned.awards.items()])
     bonus = coupons.bonus_points(list(checks), earned.base)
     bonus_lot = ledger.earn(account, ctx.program, bonus, cause="coupon",
                             occurred_at=purchase.occurred_at, purchase_id=purchase.id,
@@ -341,10 +341,10 @@ def record_purchase(data: dict[str, Any], key: Caller) -> tuple[dict[str, Any], 
                         returned_paid=0, points_reversed=0, points_restored=0,
                         created_at=now)
     ctx = _context(store, key, occurred_at)
-    lock_name(f"receipt:{store.id}:{purchase.receipt_id}")  # against a return racing it
+    sql.lock(f"receipt:{store.id}:{purchase.receipt_id}")  # against a return racing it
     held = sql.one(_HELD, (store.id, purchase.receipt_id)) is not None
-    sql.many(_LINES, [(purchase.id, line.sku, line.category, line.quantity, line.unit_price,
-                       line.amount, line.earns) for line in lines])
+    sql.many_later(_LINES, [(purchase.id, line.sku, line.category, line.quantity,
+                             line.unit_price, line.amount, line.earns) for line in lines])
     account, birthday = (ledger.open_account(sql, customer_id) if customer_id is not None
                          else (None, None))
     checks = _use_coupons(purchase, data.get("coupon_codes") or [], lines, store)
@@ -355,10 +355,10 @@ def record_purchase(data: dict[str, Any], key: Caller) -> tuple[dict[str, Any], 
     coupons.redeem(checks, purchase.id, purchase.customer_id)
     purchase.coupons_applied = coupons.applied(checks, purchase.currency)
     _finish(purchase, account, ctx)
-    sql.execute(_RESULT, (purchase.discount, purchase.paid, purchase.points_earned,
-                          purchase.points_pending, purchase.points_redeemed,
-                          purchase.coupons_applied, purchase.balance_after,
-                          purchase.tier_after, purchase.id))
+    sql.later(_RESULT, (purchase.discount, purchase.paid, purchase.points_earned,
+                        purchase.points_pending, purchase.points_redeemed,
+                        purchase.coupons_applied, purchase.balance_after, purchase.tier_after,
+                        purchase.id))
     if held:
         purchase = _apply_held_returns(purchase.id, ctx)
     signals.purchase_recorded.send(current_app._get_current_object(), purchase=purchase)

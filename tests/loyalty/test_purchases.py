@@ -155,4 +155,6 @@ def test_a_purchase_post_is_a_few_queries(app, till, factory):
         event.remove(engine, "before_cursor_execute", count)
     queries = [s for s in statements if not s.startswith(("BEGIN", "COMMIT", "ROLLBACK"))]
     print(f"\nqueries for one purchase with redemption: {len(queries)}")
-    assert len(queries) <= 13, "\n".join(queries)
+    # PostgreSQL adds the advisory lock against a return racing the sale.
+    assert len(queries) <= (14 if db.engine.dialect.name == "postgresql" else 13), \
+        "\n".join(queries)
