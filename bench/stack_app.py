@@ -1,0 +1,66 @@
+"""The second baseline of bench/pos.py: the app's own stack around a sale as small as
+bench/bare_app.py's. ``POST /api/v1/bench/purchases`` goes through everything
+``POST /api/v1/purchases`` goes through — gunicorn, the request id and log line,
+Prometheus metrics, the key check, both rate limits, flask-smorest with the same
+marshmallow schemas in and out, the session's transaction and commit — but its body
+writes only the purchase row and adds its points to the member's balance (one INSERT,
+one UPDATE, like the bare app: no ledger, lots, rules, tiers or coupons).
+
+So bare app -> this -> the real endpoint splits a sale's time into the framework's share
+and the loyalty work's share. It writes balances behind the ledger's back: bench/pos.py
+runs it after `flask loyalty verify`.
+
+    gunicorn -c gunicorn.conf.py bench.stack_app:app
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+
+from crm import create_app
+from crm.api import Blueprint, api
+from crm.auth import current_key, require
+from crm.db import db, utcnow
+from crm.money import to_minor
+from crm.sql import Sql
+from loyalty.offer_routes import guessing
+from loyalty.schemas import PurchaseInSchema, PurchaseSchema
+
+blp = Blueprint("bench", __name__, description="bench/pos.py's stack baseline")
+
+_INSERT = """INSERT INTO purchases (store_id, receipt_id, request_hash, customer_id,
+    occurred_at, currency, total, discount, paid, points_earned, points_pending,
+    points_redeemed, coupons_applied, returned_paid, points_reversed, points_restored,
+    created_at) VALUES (?, ?, '', ?, ?, ?, ?, 0, ?, ?, 0, 0, '[]', 0, 0, 0, ?) RETURNING id"""
+_UPDATE = """UPDATE loyalty_accounts SET balance = balance + ?
+    WHERE customer_id = ? RETURNING balance"""
+
+
+@blp.route("/purchases")
+class Purchases(MethodView):
+    @require("pos", "shop")
+    @guessing
+    @blp.arguments(PurchaseInSchema)
+    @blp.response(201, PurchaseSchema)
+    def post(self, data: dict[str, Any]) -> Any:
+        store, customer_id = current_key().store, data["customer"]["id"]
+        total = to_minor(data["total"], data["currency"])
+        points = total // 100 - (data.get("redeem_points") or 0)
+        sql = Sql()
+        purchase_id = sql.one(_INSERT, (store.id, data["receipt_id"], customer_id,
+                                        data["occurred_at"], data["currency"], total, total,
+                                        total // 100, utcnow()))[0]
+        balance = sql.one(_UPDATE, (points, customer_id))[0]
+        db.session.commit()
+        return {"id": purchase_id, "store_code": store.code, "receipt_id": data["receipt_id"],
+                "customer_id": customer_id, "occurred_at": data["occurred_at"],
+                "currency": data["currency"], "total": data["total"], "discount": "0",
+                "paid": data["total"], "points_earned": total // 100, "points_pending": 0,
+                "points_redeemed": data.get("redeem_points") or 0, "coupons_applied": [],
+                "balance": balance, "tier": None}
+
+
+app = create_app()
+api.register_blueprint(blp, url_prefix="/api/v1/bench")
