@@ -214,22 +214,25 @@ def search_customers(filters: dict[str, Any]) -> Select[tuple[Customer]]:
     return stmt.options(selectinload(Customer.identifiers))
 
 
-def find_customer_id(ref: dict[str, Any]) -> int | None:
-    """The id of the customer a client points at with ``{"id": ...}`` (a record merged
-    away gives its survivor) or one identifier (``email``, ``phone``, ``card_number``);
-    None when nobody matches. A malformed identifier is an Invalid error. Hand-written
-    SQL: every sale at a till looks its member up here."""
-    sql = Sql()
+def customer_lookup(ref: dict[str, Any]) -> tuple[str, tuple[Any, ...]] | None:
+    """How to find the customer a client points at with ``{"id": ...}`` (a record merged
+    away gives its survivor) or one identifier (``email``, ``phone``, ``card_number``):
+    a scalar subquery and its parameters, for crm/sql.py statements; None when ``ref``
+    names nothing to look for. A malformed identifier is an Invalid error."""
     if ref.get("id") is not None:
-        row = sql.one("SELECT id, merged_into_id FROM customers WHERE id = ?", (ref["id"],))
-        return None if row is None else (row[1] or row[0])
+        return "(SELECT coalesce(merged_into_id, id) FROM customers WHERE id = ?)", (ref["id"],)
     identifiers = {k: v for k, v in normalize_fields(ref).items() if v is not None}
     if not identifiers:
         return None
     kind, value = next(iter(identifiers.items()))
-    row = sql.one("SELECT customer_id FROM customer_identifiers WHERE kind = ? AND value = ?",
-                  (kind, value))
-    return None if row is None else row[0]
+    return ("(SELECT customer_id FROM customer_identifiers WHERE kind = ? AND value = ?)",
+            (kind, value))
+
+
+def find_customer_id(ref: dict[str, Any]) -> int | None:
+    """The id of the customer ``ref`` points at (see ``customer_lookup``), or None."""
+    lookup = customer_lookup(ref)
+    return None if lookup is None else Sql().one(f"SELECT {lookup[0]}", lookup[1])[0]
 
 
 def find_customer(ref: dict[str, Any]) -> Customer | None:

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import Pool
@@ -76,10 +77,13 @@ class Sql:
         statement, values = self._text(sql), [self.value(v) for v in params]
         self._announce(statement, values, False)
         queued = self.connection.info.pop(_QUEUE, None)
-        if not queued:
+        # psycopg begins a transaction with a BEGIN of its own, waited for unless it
+        # goes in a pipeline with the first statement.
+        if not queued and not (self.postgres and self.driver.info.transaction_status
+                               == psycopg.pq.TransactionStatus.IDLE):
             return self.cursor.execute(statement, values)
         with self.driver.pipeline():
-            _send(self.driver, queued)
+            _send(self.driver, queued or [])
             self.cursor.execute(statement, values)
         return self.cursor
 

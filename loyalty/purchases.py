@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from crm import signals
 from crm.auth import actor_of
-from crm.customers import find_customer, find_customer_id
+from crm.customers import customer_lookup, find_customer
 from crm.db import db, insert_ignoring_conflicts, utcnow
 from crm.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from crm.keys import Caller, StoreRef
@@ -292,8 +292,8 @@ def _finish(purchase: Purchase, account: Account | None, ctx: Context) -> None:
 _CLAIM = """INSERT INTO purchases (store_id, receipt_id, request_hash, customer_id,
     occurred_at, currency, total, discount, paid, points_earned, points_pending,
     points_redeemed, coupons_applied, returned_paid, points_reversed, points_restored,
-    created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, 0, 0, 0, ?, 0, 0, 0, ?)
-    ON CONFLICT (store_id, receipt_id) DO NOTHING RETURNING id"""
+    created_at) VALUES (?, ?, ?, {customer}, ?, ?, ?, 0, ?, 0, 0, 0, ?, 0, 0, 0, ?)
+    ON CONFLICT (store_id, receipt_id) DO NOTHING RETURNING id, customer_id"""
 _LINES = """INSERT INTO purchase_lines (purchase_id, sku, category, quantity, unit_price,
     amount, earns, returned_quantity) VALUES (?, ?, ?, ?, ?, ?, ?, 0)"""
 _HELD = """SELECT 1 FROM purchase_returns
@@ -318,20 +318,23 @@ def record_purchase(data: dict[str, Any], key: Caller) -> tuple[dict[str, Any], 
                       errors={"currency": [f"Must be {store.currency} for this store."]})
     total = _money(data["total"], currency, "total")
     lines = _lines(data["lines"], currency)
-    ref = data.get("customer")
-    customer_id = find_customer_id(ref) if ref else None
+    # The member is looked up by the statement that claims the receipt.
+    lookup = customer_lookup(data["customer"]) if data.get("customer") else None
+    customer, by = lookup or ("NULL", ())
     redeem = data.get("redeem_points") or 0
-    if redeem and customer_id is None:
-        raise Invalid("Only a known member can redeem points.",
-                      errors={"redeem_points": ["Give a customer that exists."]})
     digest = request_hash(data)
     sql = Sql()
     occurred_at, now = data["occurred_at"].astimezone(UTC), utcnow()
-    claimed = sql.one(_CLAIM, (store.id, data["receipt_id"], digest, customer_id, occurred_at,
-                               currency, total, total, [], now))
+    claimed = sql.one(_CLAIM.format(customer=customer), (
+        store.id, data["receipt_id"], digest, *by, occurred_at, currency, total, total, [],
+        now))
     if claimed is None:
         return answer(_replay(Purchase, digest, store_id=store.id,
                               receipt_id=data["receipt_id"]), store.code), False
+    customer_id = claimed[1]
+    if redeem and customer_id is None:  # the claim is rolled back with the request
+        raise Invalid("Only a known member can redeem points.",
+                      errors={"redeem_points": ["Give a customer that exists."]})
     # Not in the session: its row is written by hand, here and at the end.
     purchase = Purchase(id=claimed[0], store_id=store.id, receipt_id=data["receipt_id"],
                         request_hash=digest, customer_id=customer_id, occurred_at=occurred_at,
