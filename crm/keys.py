@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import Select, select
+from sqlalchemy import Select, event, select
 
 from crm.db import db, get_or_404, utcnow
 from crm.errors import Invalid
@@ -85,6 +85,7 @@ class Caller:
 
 
 _callers: dict[str, tuple[Caller, float]] = {}  # SHA-256 of a key -> (caller, expiry)
+_generation = 0  # bumped whenever the cache is cleared
 
 
 def authenticate(key: str) -> Caller | None:
@@ -96,6 +97,7 @@ def authenticate(key: str) -> Caller | None:
     match = _KEY.match(key)
     if not match:
         return None
+    generation = _generation
     row = db.session.scalar(select(ApiKey).where(ApiKey.prefix == match.group(1)))
     if row is None or row.revoked_at is not None:
         return None
@@ -105,7 +107,7 @@ def authenticate(key: str) -> Caller | None:
     caller = Caller(row.id, row.name, row.scope_list, StoreRef(
         store.id, store.code, store.currency, store.timezone) if store else None)
     ttl = current_app.config["API_KEY_CACHE_SECONDS"]
-    if ttl > 0:
+    if ttl > 0 and generation == _generation:  # no change committed since it was read
         if len(_callers) > 10_000:  # keys are few; never let guesses fill memory
             _callers.clear()
         _callers[digest] = (caller, time.monotonic() + ttl)
@@ -113,7 +115,15 @@ def authenticate(key: str) -> Caller | None:
 
 
 def forget_callers() -> None:
-    """Keys or stores changed: the next request reads its key afresh."""
+    """Keys or stores change in this transaction: forget the cached callers now and again
+    when it commits, so that a request that read the old row meanwhile cannot keep it."""
+    _forget()
+    event.listen(db.session(), "after_commit", _forget, once=True)
+
+
+def _forget(*_: object) -> None:
+    global _generation
+    _generation += 1
     _callers.clear()
 
 

@@ -272,20 +272,26 @@ def validate_coupon(data: dict[str, Any], key: Caller) -> dict[str, Any]:
                       "kind": check.offer.kind} if check.offer else None}
 
 
-def _finish(purchase: Purchase, account: Account | None, ctx: Context) -> None:
-    """Write what the rules made (a till's batch account), move the member up a tier if
-    they reached one, and note the balance and tier on the purchase."""
+def _note_standing(purchase: Purchase, account: Account | None, ctx: Context) -> None:
     if account is not None:
-        batch = getattr(account, "batch", None)
-        if batch is not None:
-            batch.write()
-        before = (account.tier_id, account.downgrade_at)
-        tiers.upgrade_if_qualified(account, ctx.tiers, ctx.program)
-        if batch is not None and (account.tier_id, account.downgrade_at) != before:
-            batch.write_account()
         purchase.balance_after = account.balance
         purchase.tier_after = next((t.name for t in ctx.tiers if t.id == account.tier_id),
                                    None)
+
+
+def _finish(purchase: Purchase, account: Account | None, ctx: Context) -> None:
+    """Move the member up a tier if they reached one (everything the purchase wrote is
+    written by now: the tier counts what was paid), and note the balance and tier on the
+    purchase."""
+    if account is not None:
+        before = (account.tier_id, account.downgrade_at)
+        tiers.upgrade_if_qualified(account, ctx.tiers, ctx.program)
+        _note_standing(purchase, account, ctx)
+        batch = getattr(account, "batch", None)
+        if batch is not None and (account.tier_id, account.downgrade_at) != before:
+            batch.write_account()
+            Sql().later("UPDATE purchases SET tier_after = ? WHERE id = ?",
+                        (purchase.tier_after, purchase.id))
     db.session.flush()
 
 
@@ -357,13 +363,17 @@ def record_purchase(data: dict[str, Any], key: Caller) -> tuple[dict[str, Any], 
         _award(purchase, account, birthday, lines, ctx, checks)
     coupons.redeem(checks, purchase.id, purchase.customer_id)
     purchase.coupons_applied = coupons.applied(checks, purchase.currency)
-    _finish(purchase, account, ctx)
+    if account is not None:
+        account.batch.write()
+    _note_standing(purchase, account, ctx)
     sql.later(_RESULT, (purchase.discount, purchase.paid, purchase.points_earned,
                         purchase.points_pending, purchase.points_redeemed,
                         purchase.coupons_applied, purchase.balance_after, purchase.tier_after,
                         purchase.id))
-    if held:
+    if held:  # returns posted before the sale, applied through the session
         purchase = _apply_held_returns(purchase.id, ctx)
+        account = ledger.lock_account(customer_id) if customer_id is not None else None
+    _finish(purchase, account, ctx)
     signals.purchase_recorded.send(current_app._get_current_object(), purchase=purchase)
     return answer(purchase, store.code), True
 
@@ -535,9 +545,6 @@ def _apply_held_returns(purchase_id: int, ctx: Context) -> Purchase:
             _apply_return(ret, purchase, ctx)
         except DomainError as e:  # checked before any change: nothing half-done
             ret.note = f"Could not be applied: {e.detail}"
-    if purchase.customer_id is not None:
-        purchase.balance_after = ledger.lock_account(purchase.customer_id).balance
-    db.session.flush()
     return purchase
 
 

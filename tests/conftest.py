@@ -86,7 +86,8 @@ def _fresh_state(app: Flask) -> Iterator[None]:
     limiter.reset()
     settings.forget()
     surveys.forget()
-    keys.forget_callers()
+    with app.app_context():
+        keys.forget_callers()
 
 
 class RequestClient(FlaskClient):

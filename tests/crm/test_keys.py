@@ -141,3 +141,25 @@ def test_a_store_changed_here_is_seen_by_its_tills_at_once(client, factory):
     from crm.keys import authenticate
 
     assert authenticate(till["Authorization"].split()[1]).store.timezone == "Asia/Tokyo"
+
+
+def test_a_request_racing_a_revocation_does_not_keep_the_key(app, live_server, factory):
+    """A request that reads the key while its revocation is not yet committed must not
+    cache it (found by review: it was trusted for API_KEY_CACHE_SECONDS more)."""
+    import requests
+
+    from crm import keys
+
+    headers = factory.headers("marketing")
+    key_id = db.session.scalar(select(ApiKey.id))
+    db.session.rollback()
+
+    def get():
+        return requests.get(f"{live_server}/api/v1/stores", headers=headers,
+                            timeout=30).status_code
+
+    with app.app_context():  # DELETE /api/v1/api-keys/<id>, in this process
+        keys.revoke_key(key_id)
+        assert get() == 200  # arrives before the revocation commits: reads the old row
+        db.session.commit()
+    assert [get() for _ in range(3)] == [401, 401, 401]

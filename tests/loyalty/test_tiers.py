@@ -123,3 +123,36 @@ def test_tier_settings_validation_and_deletion(till, admin, factory, ladder):
     assert till.client.delete(f"{url}/{gold}", headers=admin).status_code == 204
     assert till.client.delete(f"{url}/{gold}", headers=admin).status_code == 404
     assert till.client.get(url, headers=till.headers).status_code == 403
+
+
+def test_a_spend_tier_counts_what_was_paid_not_the_total(till, factory, admin, runner):
+    """Points and coupons are discounts: a sale's spend is what was paid, also for the
+    upgrade that sale itself brings (found by review: the discount used to be written
+    after the tier was checked)."""
+    r = till.client.post("/api/v1/loyalty/tiers", headers=admin,
+                         json={"name": "Big spender", "threshold_spend": "100.00"})
+    assert r.status_code == 201, r.get_json()
+    c = factory.customer()
+    till.buy({"id": c.id}, "50.00")  # 50 points
+    second = till.buy({"id": c.id}, "50.00", redeem_points=50).get_json()
+    assert second["paid"] == "49.50" and second["tier"] is None  # 99.50 paid in all
+    assert till.points(c.id)["tier"] is None
+    third = till.buy({"id": c.id}, "0.50").get_json()
+    assert third["tier"] == "Big spender"  # 100.00 paid in all
+    verify_clean(runner)
+
+
+def test_a_return_posted_before_its_sale_counts_before_the_upgrade(till, factory, admin,
+                                                                   runner):
+    r = till.client.post("/api/v1/loyalty/tiers", headers=admin,
+                         json={"name": "Silver", "threshold_points": 100})
+    assert r.status_code == 201, r.get_json()
+    c = factory.customer()
+    r = till.client.post("/api/v1/returns", headers=till.headers,
+                         json={"receipt_id": "LATE-9", "return_id": "LR-9"})
+    assert r.status_code == 202, r.get_json()
+    sale = till.buy({"id": c.id}, "150.00", receipt_id="LATE-9").get_json()
+    assert (sale["balance"], sale["tier"]) == (0, None)
+    shown = till.points(c.id)
+    assert (shown["balance"], shown["tier"]) == (0, None)
+    verify_clean(runner)
