@@ -10,12 +10,13 @@ them (naive UTC text on SQLite), so ORM code reading the same rows sees the same
 Listeners of the engine's ``before_cursor_execute`` event (a statement counter, a tracer)
 see these statements too.
 
-A statement whose result nobody reads can be sent ``later``: on PostgreSQL it waits, in
-the transaction's queue, for the next statement that is read, and they go to the server
-together in one psycopg pipeline (one round trip instead of several); anything else that
-runs on the connection — a query of this module, any SQLAlchemy statement, the commit —
-sends the queue first, so every reader sees the writes before it, in order. On SQLite
-(no round trips) it runs at once.
+A statement whose result nobody reads can be sent ``later``, and a query whose rows are
+needed only further on can be ``ask``ed: on PostgreSQL they wait, in the transaction's
+queue, for the next statement that is read (or the first read of an answer), and they go
+to the server together in one psycopg pipeline (one round trip instead of several);
+anything else that runs on the connection — a query of this module, any SQLAlchemy
+statement, the commit — sends the queue first, so every reader sees the writes before
+it, in order. On SQLite (no round trips) they run at once.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-import psycopg
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import Pool
@@ -77,13 +77,10 @@ class Sql:
         statement, values = self._text(sql), [self.value(v) for v in params]
         self._announce(statement, values, False)
         queued = self.connection.info.pop(_QUEUE, None)
-        # psycopg begins a transaction with a BEGIN of its own, waited for unless it
-        # goes in a pipeline with the first statement.
-        if not queued and not (self.postgres and self.driver.info.transaction_status
-                               == psycopg.pq.TransactionStatus.IDLE):
+        if not queued:
             return self.cursor.execute(statement, values)
         with self.driver.pipeline():
-            _send(self.driver, queued or [])
+            _send(self.driver, queued)
             self.cursor.execute(statement, values)
         return self.cursor
 
@@ -104,18 +101,32 @@ class Sql:
         if rows:
             self._later(sql, rows, many=True)
 
-    def _later(self, sql: str, rows: list[list[Any]], many: bool) -> None:
+    def ask(self, sql: str, params: Sequence[Any] = ()) -> Answer:
+        """A query whose rows are read later: on PostgreSQL it goes with the statements
+        sent later, and its rows come when they are first read."""
+        if not self.postgres:  # read now, leaving no statement open
+            return Answer(self.connection, rows=self.all(sql, params))
+        cursor = self.driver.cursor()
+        self._later(sql, [[self.value(v) for v in params]], many=False, cursor=cursor)
+        return Answer(self.connection, cursor=cursor)
+
+    def _later(self, sql: str, rows: list[list[Any]], many: bool,
+               cursor: Any = None) -> None:
         statement = self._text(sql)
         self._announce(statement, rows if many else rows[0], many)
         if self.postgres:
-            self.connection.info.setdefault(_QUEUE, []).append((statement, rows, many))
+            self.connection.info.setdefault(_QUEUE, []).append(
+                (statement, rows, many, cursor))
         elif many:
             self.cursor.executemany(statement, rows)
         else:
             self.cursor.execute(statement, rows[0])
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        return self.execute(sql, params).fetchone()
+        # Read to the end: on SQLite a statement left half-read stays open and can keep
+        # the transaction from ending.
+        rows = self.execute(sql, params).fetchall()
+        return rows[0] if rows else None
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self.execute(sql, params).fetchall()
@@ -129,12 +140,31 @@ class Sql:
             self.cursor.executemany(statement, rows)
 
 
+class Answer:
+    """The rows of a query asked with ``Sql.ask``: read already, or coming to a cursor
+    with the queue."""
+
+    def __init__(self, connection: Connection, *, rows: list[tuple[Any, ...]] | None = None,
+                 cursor: Any = None) -> None:
+        self.connection, self.rows, self.cursor = connection, rows, cursor
+
+    def all(self) -> list[tuple[Any, ...]]:
+        if self.rows is None:
+            send_queued(self.connection)
+            self.rows, self.cursor = self.cursor.fetchall(), None
+        return self.rows
+
+    def one(self) -> tuple[Any, ...] | None:
+        rows = self.all()
+        return rows[0] if rows else None
+
+
 _QUEUE = "crm_sql_queue"  # in Connection.info: statements sent later, in order
 
 
-def _send(driver: Any, queued: list[tuple[str, list[list[Any]], bool]]) -> None:
-    for statement, rows, many in queued:
-        cursor = driver.cursor()
+def _send(driver: Any, queued: list[tuple[str, list[list[Any]], bool, Any]]) -> None:
+    for statement, rows, many, cursor in queued:
+        cursor = cursor or driver.cursor()
         if many:
             cursor.executemany(statement, rows)
         else:

@@ -25,7 +25,7 @@ from sqlalchemy import case, func, select
 from crm.db import db, insert_ignoring_conflicts, utcnow
 from crm.errors import Conflict
 from crm.models import Customer
-from crm.sql import Sql, as_date, as_time
+from crm.sql import Answer, Sql, as_date, as_time
 from loyalty.models import Account, LedgerEntry, Lot, LotDraw, Program
 
 
@@ -70,6 +70,9 @@ _LOCK = """SELECT a.balance, a.pending, a.lifetime, a.tier_id, a.tier_since, a.d
        c.merged_into_id, c.birthday
   FROM loyalty_accounts a JOIN customers c ON c.id = a.customer_id
  WHERE a.customer_id = ? FOR UPDATE OF a"""
+_LOTS = """SELECT id, points, remaining, released, pending_until, expires_at, purchase_id
+  FROM loyalty_lots WHERE customer_id = ? AND remaining > 0
+ ORDER BY expires_at IS NULL, expires_at, id"""
 _ENTRY = """INSERT INTO loyalty_ledger (customer_id, kind, cause, points, pending, balance_after,
     purchase_id, return_id, lot_id, reason, actor, occurred_at, created_at)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
@@ -80,8 +83,8 @@ VALUES (?, 0, 0, 0, ?) ON CONFLICT (customer_id) DO NOTHING"""
 class Batch:
     """What a change to one member's points adds and alters, written in one go."""
 
-    def __init__(self, sql: Sql, account: Account) -> None:
-        self.sql, self.account = sql, account
+    def __init__(self, sql: Sql, account: Account, lots: Answer | None = None) -> None:
+        self.sql, self.account, self.asked = sql, account, lots
         self.opened: list[tuple[Lot, int, bool]] = []  # lots read, as they were read
         self.lots: list[Lot] = []
         self.entries: list[LedgerEntry] = []
@@ -92,11 +95,11 @@ class Batch:
 
     def open_lots(self) -> list[Lot]:
         """The member's lots with points left, in spending order (as ``settle`` reads
-        them through the session)."""
-        rows = self.sql.all(
-            """SELECT id, points, remaining, released, pending_until, expires_at, purchase_id
-                 FROM loyalty_lots WHERE customer_id = ? AND remaining > 0
-                ORDER BY expires_at IS NULL, expires_at, id""", (self.account.customer_id,))
+        them through the session). Read once: later changes are the batch's own."""
+        if self.opened:
+            raise RuntimeError("a batch reads its account's lots once")
+        asked, self.asked = self.asked, None
+        rows = (asked or self.sql.ask(_LOTS, (self.account.customer_id,))).all()
         lots = []
         for lot_id, points, remaining, released, pending_until, expires, purchase_id in rows:
             lot = Lot(id=lot_id, customer_id=self.account.customer_id, points=points,
@@ -109,17 +112,18 @@ class Batch:
 
     def write(self) -> None:
         sql, now = self.sql, utcnow()
-        for lot in self.lots:
-            lot.id = sql.one(
-                """INSERT INTO loyalty_lots (customer_id, points, remaining, released,
-                   pending_until, expires_at, purchase_id, created_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
-                (lot.customer_id, lot.points, lot.remaining, lot.released, lot.pending_until,
-                 lot.expires_at, lot.purchase_id, now))[0]
+        new_ids = [sql.ask(
+            """INSERT INTO loyalty_lots (customer_id, points, remaining, released,
+               pending_until, expires_at, purchase_id, created_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
+            (lot.customer_id, lot.points, lot.remaining, lot.released, lot.pending_until,
+             lot.expires_at, lot.purchase_id, now)) for lot in self.lots]
         changed = [lot for lot, remaining, released in self.opened
                    if (lot.remaining, lot.released) != (remaining, released)]
         sql.many_later("UPDATE loyalty_lots SET remaining = ?, released = ? WHERE id = ?",
                        [(lot.remaining, lot.released, lot.id) for lot in changed])
+        for lot, asked in zip(self.lots, new_ids, strict=True):
+            lot.id = asked.one()[0]
         drawn = {id(draw.entry) for draw in self.draws}
         for entry in self.entries:
             values = (entry.customer_id, entry.kind, entry.cause, entry.points, entry.pending,
@@ -146,20 +150,24 @@ class Batch:
              utcnow(), a.customer_id))
 
 
-def open_account(sql: Sql, customer_id: int) -> tuple[Account, date | None]:
+def open_account(sql: Sql, customer_id: int,
+                 spending: bool = False) -> tuple[Account, date | None]:
     """The member's account (made if missing) and birthday, locked as ``lock_account``
-    locks it, detached from the session with a ``Batch`` to collect its changes."""
-    row = sql.one(_LOCK, (customer_id,))
+    locks it, detached from the session with a ``Batch`` to collect its changes. About
+    to spend: its lots are read with the lock (in one round trip on PostgreSQL)."""
+    locked = sql.ask(_LOCK, (customer_id,))
+    lots = sql.ask(_LOTS, (customer_id,)) if spending else None
+    row = locked.one()
     if row is None:
         sql.execute(_MAKE, (customer_id, utcnow()))
-        row = sql.one(_LOCK, (customer_id,))
+        row, lots = sql.one(_LOCK, (customer_id,)), None
     balance, pending, lifetime, tier_id, tier_since, downgrade_at, merged_into, birthday = row
     if merged_into is not None:
         raise _merged(customer_id, merged_into)
     account = Account(customer_id=customer_id, balance=balance, pending=pending,
                       lifetime=lifetime, tier_id=tier_id, tier_since=as_time(tier_since),
                       downgrade_at=as_time(downgrade_at))
-    account.batch = Batch(sql, account)
+    account.batch = Batch(sql, account, lots)
     return account, as_date(birthday)
 
 

@@ -351,11 +351,11 @@ def record_purchase(data: dict[str, Any], key: Caller) -> tuple[dict[str, Any], 
                         created_at=now)
     ctx = _context(store, key, occurred_at)
     sql.lock(f"receipt:{store.id}:{purchase.receipt_id}")  # against a return racing it
-    held = sql.one(_HELD, (store.id, purchase.receipt_id)) is not None
+    held = sql.ask(_HELD, (store.id, purchase.receipt_id))
     sql.many_later(_LINES, [(purchase.id, line.sku, line.category, line.quantity,
                              line.unit_price, line.amount, line.earns) for line in lines])
-    account, birthday = (ledger.open_account(sql, customer_id) if customer_id is not None
-                         else (None, None))
+    account, birthday = (ledger.open_account(sql, customer_id, spending=bool(redeem))
+                         if customer_id is not None else (None, None))
     checks = _use_coupons(purchase, data.get("coupon_codes") or [], lines, store)
     if account is not None:
         if redeem:
@@ -370,7 +370,7 @@ def record_purchase(data: dict[str, Any], key: Caller) -> tuple[dict[str, Any], 
                         purchase.points_pending, purchase.points_redeemed,
                         purchase.coupons_applied, purchase.balance_after, purchase.tier_after,
                         purchase.id))
-    if held:  # returns posted before the sale, applied through the session
+    if held.one() is not None:  # returns posted before the sale, applied through the session
         purchase = _apply_held_returns(purchase.id, ctx)
         account = ledger.lock_account(customer_id) if customer_id is not None else None
     _finish(purchase, account, ctx)

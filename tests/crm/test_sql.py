@@ -68,3 +68,17 @@ def test_times_go_in_aware_and_come_back_utc(factory):
     sql.execute("UPDATE stores SET created_at = ? WHERE id = ?", (at, store.id))
     assert as_time(sql.one("SELECT created_at FROM stores WHERE id = ?", (store.id,))[0]) == at
     db.session.rollback()
+
+
+def test_an_asked_query_sees_the_writes_queued_before_it(factory):
+    factory.store("NYC01")
+    db.session.commit()
+    sql = Sql()
+    sql.later("UPDATE stores SET name = ? WHERE code = ?", ("Before", "NYC01"))
+    asked = sql.ask("SELECT name FROM stores WHERE code = ?", ("NYC01",))
+    sql.later("UPDATE stores SET name = ? WHERE code = ?", ("After", "NYC01"))
+    assert asked.one() == ("Before",)  # read in its place, whenever it is read
+    assert asked.all() == [("Before",)]
+    assert sql.ask("SELECT name FROM stores WHERE code = ?", ("nope",)).one() is None
+    assert _name("NYC01") == "After"
+    db.session.rollback()
