@@ -266,8 +266,12 @@ def bulk_insert(table: Any, rows: list[dict[str, Any]]) -> None:
         db.session.connection().exec_driver_sql(sql, values)
         return
     # PostgreSQL: COPY, in the session's transaction (several times faster than
-    # executemany for batches of this size).
-    driver = db.session.connection().connection.driver_connection
+    # executemany for batches of this size), after what crm/sql.py queued.
+    from crm.sql import send_queued
+
+    connection = db.session.connection()
+    send_queued(connection)
+    driver = connection.connection.driver_connection
     statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
     try:
         with driver.cursor() as cursor, cursor.copy(statement) as copy:
