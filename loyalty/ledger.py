@@ -111,6 +111,8 @@ class Batch:
         return lots
 
     def write(self) -> None:
+        """Write the new lots (their ids come back), the lots that changed, the ledger
+        rows (with ids only where draws need them), the draws and the account."""
         sql, now = self.sql, utcnow()
         new_ids = [sql.ask(
             """INSERT INTO loyalty_lots (customer_id, points, remaining, released,
