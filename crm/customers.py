@@ -229,15 +229,10 @@ def customer_lookup(ref: dict[str, Any]) -> tuple[str, tuple[Any, ...]] | None:
             (kind, value))
 
 
-def find_customer_id(ref: dict[str, Any]) -> int | None:
-    """The id of the customer ``ref`` points at (see ``customer_lookup``), or None."""
-    lookup = customer_lookup(ref)
-    return None if lookup is None else Sql().one(f"SELECT {lookup[0]}", lookup[1])[0]
-
-
 def find_customer(ref: dict[str, Any]) -> Customer | None:
-    """The customer ``find_customer_id`` finds, as a row."""
-    customer_id = find_customer_id(ref)
+    """The customer ``ref`` points at (see ``customer_lookup``), or None."""
+    lookup = customer_lookup(ref)
+    customer_id = None if lookup is None else Sql().one(f"SELECT {lookup[0]}", lookup[1])[0]
     return None if customer_id is None else db.session.get(Customer, customer_id)
 
 

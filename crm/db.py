@@ -62,6 +62,11 @@ def utcnow() -> datetime:
 SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy's SQLite DateTime stores values
 
 
+def sqlite_time(value: datetime) -> str:
+    """An aware datetime as a UTCDateTime column holds it on SQLite (naive UTC text)."""
+    return value.astimezone(UTC).strftime(SQLITE_DATETIME)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC datetime on every database. Naive values are refused."""
 
@@ -239,7 +244,7 @@ def bulk_insert(table: Any, rows: list[dict[str, Any]]) -> None:
         if value is None:
             return None
         if value not in formatted:
-            formatted[value] = value.astimezone(UTC).strftime(SQLITE_DATETIME)
+            formatted[value] = sqlite_time(value)
         return formatted[value]
 
     def as_json(value: Any) -> Any:

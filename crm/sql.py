@@ -31,7 +31,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import Pool
 
-from crm.db import SQLITE_DATETIME, db
+from crm.db import db, sqlite_time
 
 _FOR_UPDATE = re.compile(r"\s+FOR UPDATE( OF \w+)?")
 _postgres_text: dict[str, str] = {}
@@ -68,7 +68,7 @@ class Sql:
         if isinstance(value, datetime):
             if value.tzinfo is None:
                 raise ValueError("naive datetime given where an aware one is required")
-            return value if self.postgres else value.astimezone(UTC).strftime(SQLITE_DATETIME)
+            return value if self.postgres else sqlite_time(value)
         if isinstance(value, (list, dict)):
             return json.dumps(value)
         return value
@@ -96,7 +96,7 @@ class Sql:
         self._later(sql, [[self.value(v) for v in params]], many=False)
 
     def many_later(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        """``many``, now or with the next statement."""
+        """Run a statement once per row (executemany), now or with the next one."""
         rows = [[self.value(v) for v in row] for row in rows]
         if rows:
             self._later(sql, rows, many=True)
@@ -130,14 +130,6 @@ class Sql:
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self.execute(sql, params).fetchall()
-
-    def many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        rows = [[self.value(v) for v in row] for row in rows]
-        if rows:
-            statement = self._text(sql)
-            self._announce(statement, rows, True)
-            send_queued(self.connection)
-            self.cursor.executemany(statement, rows)
 
 
 class Answer:

@@ -295,11 +295,6 @@ def _finish(purchase: Purchase, account: Account | None, ctx: Context) -> None:
     db.session.flush()
 
 
-_CLAIM = """INSERT INTO purchases (store_id, receipt_id, request_hash, customer_id,
-    occurred_at, currency, total, discount, paid, points_earned, points_pending,
-    points_redeemed, coupons_applied, returned_paid, points_reversed, points_restored,
-    created_at) VALUES (?, ?, ?, {customer}, ?, ?, ?, 0, ?, 0, 0, 0, ?, 0, 0, 0, ?)
-    ON CONFLICT (store_id, receipt_id) DO NOTHING RETURNING id, customer_id"""
 _LINES = """INSERT INTO purchase_lines (purchase_id, sku, category, quantity, unit_price,
     amount, earns, returned_quantity) VALUES (?, ?, ?, ?, ?, ?, ?, 0)"""
 _HELD = """SELECT 1 FROM purchase_returns
@@ -329,26 +324,27 @@ def record_purchase(data: dict[str, Any], key: Caller) -> tuple[dict[str, Any], 
     customer, by = lookup or ("NULL", ())
     redeem = data.get("redeem_points") or 0
     digest = request_hash(data)
+    occurred_at = data["occurred_at"].astimezone(UTC)
+    new = {"store_id": store.id, "receipt_id": data["receipt_id"], "request_hash": digest,
+           "occurred_at": occurred_at, "currency": currency, "total": total, "discount": 0,
+           "paid": total, "points_earned": 0, "points_pending": 0, "points_redeemed": 0,
+           "coupons_applied": [], "returned_paid": 0, "points_reversed": 0,
+           "points_restored": 0, "created_at": utcnow()}
     sql = Sql()
-    occurred_at, now = data["occurred_at"].astimezone(UTC), utcnow()
-    claimed = sql.one(_CLAIM.format(customer=customer), (
-        store.id, data["receipt_id"], digest, *by, occurred_at, currency, total, total, [],
-        now))
+    claimed = sql.one(
+        f"INSERT INTO purchases ({', '.join(new)}, customer_id) "
+        f"VALUES ({', '.join('?' * len(new))}, {customer}) "
+        "ON CONFLICT (store_id, receipt_id) DO NOTHING RETURNING id, customer_id",
+        (*new.values(), *by))
     if claimed is None:
         return answer(_replay(Purchase, digest, store_id=store.id,
                               receipt_id=data["receipt_id"]), store.code), False
-    customer_id = claimed[1]
-    if redeem and customer_id is None:  # the claim is rolled back with the request
+    if redeem and claimed[1] is None:  # the claim is rolled back with the request
         raise Invalid("Only a known member can redeem points.",
                       errors={"redeem_points": ["Give a customer that exists."]})
     # Not in the session: its row is written by hand, here and at the end.
-    purchase = Purchase(id=claimed[0], store_id=store.id, receipt_id=data["receipt_id"],
-                        request_hash=digest, customer_id=customer_id, occurred_at=occurred_at,
-                        currency=currency, total=total, discount=0, paid=total,
-                        points_earned=0, points_pending=0, points_redeemed=0,
-                        coupons_applied=[], balance_after=None, tier_after=None,
-                        returned_paid=0, points_reversed=0, points_restored=0,
-                        created_at=now)
+    purchase = Purchase(id=claimed[0], customer_id=claimed[1], **new)
+    customer_id = purchase.customer_id
     ctx = _context(store, key, occurred_at)
     sql.lock(f"receipt:{store.id}:{purchase.receipt_id}")  # against a return racing it
     held = sql.ask(_HELD, (store.id, purchase.receipt_id))
