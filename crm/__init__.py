@@ -46,7 +46,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from crm.health import health
     from crm.limits import init_limits
     from crm.observability import init_observability
-    from crm.routes import customers_blp, keys_blp, stores_blp
+    from crm.routes import alerts_blp, customers_blp, keys_blp, stores_blp
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS))
@@ -67,6 +67,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api.register_blueprint(stores_blp, url_prefix="/api/v1/stores")
     api.register_blueprint(keys_blp, url_prefix="/api/v1/api-keys")
     api.register_blueprint(customers_blp, url_prefix="/api/v1/customers")
+    api.register_blueprint(alerts_blp, url_prefix="/api/v1/security/alerts")
     register_cli(app)
 
     for name in app.config["FEATURE_PACKAGES"]:
