@@ -12,8 +12,8 @@ from flask import current_app
 from sqlalchemy import Select, select
 
 from crm import signals
-from crm.db import db, get_or_404, insert_ignoring_conflicts, utcnow
-from crm.errors import Conflict
+from crm.db import db, insert_ignoring_conflicts, utcnow
+from crm.errors import Conflict, get_or_404
 from crm.models import SecurityAlert
 
 STATUSES = ("open", "resolved")

@@ -226,13 +226,3 @@ def plus_days(column: Any, days: int) -> Any:
     if db.engine.dialect.name == "postgresql":
         return column + func.make_interval(0, 0, 0, int(days))
     return func.strftime("%Y-%m-%d %H:%M:%f", column, f"{int(days):+d} days")
-
-
-def get_or_404(model: type[Any], ident: int, what: str) -> Any:
-    """The row with primary key ``ident``, or a NotFound naming ``what`` it is."""
-    from crm.errors import NotFound
-
-    row = db.session.get(model, ident)
-    if row is None:
-        raise NotFound(f"No {what} has the id {ident}.")
-    return row

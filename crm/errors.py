@@ -9,9 +9,11 @@ import re
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response, current_app, g, json
+from flask import Flask, Response, current_app, g, json, request
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
+
+from crm.db import db
 
 log = logging.getLogger("crm.errors")
 
@@ -49,6 +51,14 @@ class Unauthorized(DomainError):
 
 class Forbidden(DomainError):
     status, slug, title = 403, "forbidden", "Not allowed"
+
+
+def get_or_404(model: type[Any], ident: int, what: str) -> Any:
+    """The row with primary key ``ident``, or a NotFound naming ``what`` it is."""
+    row = db.session.get(model, ident)
+    if row is None:
+        raise NotFound(f"No {what} has the id {ident}.")
+    return row
 
 
 def problem(
@@ -144,8 +154,6 @@ def refuse_unstorable_text() -> None:
     """before_request: text may not contain U+0000 (PostgreSQL cannot store it), nor an
     unpaired surrogate (no database can: UTF-8 cannot encode it). A JSON body can only
     carry one as a \\u escape, so only such bodies are parsed here to look closer."""
-    from flask import request
-
     data = request.get_data(cache=True)
     form_nul = request.mimetype == "application/x-www-form-urlencoded" and b"%00" in data
     if b"\\u0000" in data or b"\x00" in data or form_nul or "\x00" in \
@@ -162,8 +170,6 @@ def refuse_unstorable_text() -> None:
 
 
 def register_error_handlers(app: Flask) -> None:
-    from crm.db import db
-
     @app.errorhandler(DomainError)
     def _domain(error: DomainError) -> Response:
         headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None

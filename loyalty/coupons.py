@@ -25,8 +25,8 @@ from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from crm.customers import get_customer
-from crm.db import db, get_or_404, insert_ignoring_conflicts, utcnow
-from crm.errors import Conflict, Invalid
+from crm.db import db, insert_ignoring_conflicts, utcnow
+from crm.errors import Conflict, Invalid, get_or_404
 from crm.money import amounts_to_minor, exponent, to_amount
 from crm.sql import bulk_insert
 from loyalty import settings

@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import Select, func, select, update
 
-from crm.db import db, get_or_404
-from crm.errors import Conflict
+from crm.db import db
+from crm.errors import Conflict, get_or_404
 from crm.sql import Sql
 from loyalty import accounts, coupons, ledger, settings
 from loyalty.models import Coupon, Reward, RewardClaim

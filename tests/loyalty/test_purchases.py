@@ -8,7 +8,7 @@ from sqlalchemy import event, func, select
 
 from crm.db import db
 from loyalty.models import LedgerEntry, Purchase, PurchaseLine
-from tests.loyalty.conftest import verify_clean
+from tests.helpers import verify_clean
 
 
 def test_member_found_by_each_identifier_earns_on_what_was_paid(till, factory, runner):
