@@ -77,17 +77,20 @@ def insert_for(dialect: str, table: Table) -> Any:
 
 
 class Result:
-    """The rows a statement answers, read when first asked for."""
+    """The rows a statement answers, read when first asked for (which sends the
+    statement, and those before it, if they are still waiting)."""
 
-    __slots__ = ("_cursor", "_rows", "_sql")
+    __slots__ = ("_cursor", "_rows", "_sql", "sent")
 
     def __init__(self, sql: Sql, cursor: Any = None, rows: list[tuple[Any, ...]] | None = None
                  ) -> None:
         self._sql, self._cursor, self._rows = sql, cursor, rows
+        self.sent = rows is not None
 
     def all(self) -> list[tuple[Any, ...]]:
         if self._rows is None:
-            self._sql.send()
+            if not self.sent:
+                self._sql.send()
             self._rows = self._sql.fetch(self._cursor)
             self._cursor = None
         return self._rows
@@ -110,7 +113,7 @@ class Sql:
         self.postgres = self.dialect == "postgresql"
         self.driver = self.connection.connection.driver_connection
         self.cursor = self.driver.cursor()
-        self._queue: list[tuple[str, Any, bool, Any]] = []
+        self._queue: list[tuple[str, Any, bool, Any, Result | None]] = []
 
     def __enter__(self) -> Sql:
         return self
@@ -128,9 +131,9 @@ class Sql:
         values = self._values({**statement.defaults, **(params or {})})
         self._announce(sql, values, many=False)
         if self.postgres:
-            cursor = self.driver.cursor()
-            self._queue.append((sql, values, False, cursor))
-            return Result(self, cursor=cursor)
+            result = Result(self, cursor=self.driver.cursor())
+            self._queue.append((sql, values, False, result._cursor, result))
+            return result
         return Result(self, rows=self.fetch(self._execute(self.cursor, sql, values)))
 
     def run_many(self, statement: Statement, rows: Iterable[Params]) -> None:
@@ -141,7 +144,7 @@ class Sql:
         sql = statement.text[self.dialect]
         self._announce(sql, values, many=True)
         if self.postgres:
-            self._queue.append((sql, values, True, self.cursor))
+            self._queue.append((sql, values, True, self.cursor, None))
         else:
             self._execute(self.cursor, sql, values, many=True)
 
@@ -152,10 +155,13 @@ class Sql:
         queued, self._queue = self._queue, []
         try:
             with self.driver.pipeline():
-                for sql, values, many, cursor in queued:
+                for sql, values, many, cursor, _ in queued:
                     (cursor.executemany if many else cursor.execute)(sql, values)
         except self.connection.dialect.loaded_dbapi.Error as e:
             raise self._wrapped(e, queued[-1][0], queued[-1][1]) from e
+        for *_, result in queued:
+            if result is not None:
+                result.sent = True
 
     def fetch(self, cursor: Any) -> list[tuple[Any, ...]]:
         try:
