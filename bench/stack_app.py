@@ -27,7 +27,7 @@ from crm.db import db, utcnow
 from crm.money import to_minor
 from crm.sql import Sql, Statement
 from loyalty.models import Account, Purchase
-from loyalty.offer_routes import guessing
+from loyalty.offer_routes import guessing_in_sales
 from loyalty.schemas import PurchaseInSchema, PurchaseSchema
 
 blp = Blueprint("bench", __name__, description="bench/pos.py's stack baseline")
@@ -45,7 +45,7 @@ _UPDATE = Statement(_A.update().where(_A.c.customer_id == bindparam("customer_id
 @blp.route("/purchases")
 class Purchases(MethodView):
     @require("pos", "shop")
-    @guessing
+    @guessing_in_sales
     @blp.arguments(PurchaseInSchema)
     @blp.response(201, PurchaseSchema)
     def post(self, data: dict[str, Any]) -> Any:

@@ -13,6 +13,7 @@ from flask import Flask
 from flask_migrate import Migrate
 
 from crm import config as config_module
+from crm.json_provider import OrjsonProvider
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -36,7 +37,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_path=instance_path or None)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.config.update(config_module.load(Path(app.instance_path), config))
-    app.json.sort_keys = False  # answers keep their fields' order; sorting costs time
+    app.json = OrjsonProvider(app)  # answers keep their fields' order
 
     from crm.api import api, init_api
     from crm.auth import load_key

@@ -4,6 +4,7 @@ and for invalid input ``errors`` by field."""
 
 from __future__ import annotations
 
+import json as stdlib_json
 import logging
 import re
 from http import HTTPStatus
@@ -161,7 +162,7 @@ def refuse_unstorable_text() -> None:
         raise NulCharacter("Text may not contain the NUL character (\\u0000).")
     if _SURROGATE_ESCAPE.search(data):
         try:
-            lone = _lone_surrogate(json.loads(data))
+            lone = _lone_surrogate(stdlib_json.loads(data))  # orjson refuses them
         except (ValueError, RecursionError):
             return  # not JSON: the endpoint's own parsing answers
         if lone:

@@ -240,6 +240,22 @@ def test_guessing_codes_is_rate_limited_per_key(till, app, offer, codes):
         app.config["COUPON_GUESS_LIMIT"] = "30 per minute"
 
 
+def test_a_sale_counts_against_the_keys_own_limit_and_codes_against_guessing(till, app):
+    """The till's everyday sale is one rate-limit check, the key's own; a sale naming
+    coupon codes also spends from the guessing budget when a code is unknown."""
+    app.config.update(RATELIMIT_DEFAULT="4 per minute", COUPON_GUESS_LIMIT="1 per minute")
+    try:
+        till.buy(None, "1.00")
+        till.buy(None, "1.00", coupon_codes=["GUESS1"], expect=422)  # unknown: counted
+        till.buy(None, "1.00", coupon_codes=["GUESS2"], expect=429)  # guessing spent
+        till.buy(None, "1.00")  # a sale without codes is not a guess
+        r = till.buy(None, "1.00", expect=429)  # the key's own limit, reached
+        assert r.mimetype == "application/problem+json"
+    finally:
+        app.config.update(RATELIMIT_DEFAULT="100000 per minute",
+                          COUPON_GUESS_LIMIT="30 per minute")
+
+
 def test_offer_validation(till, marketing):
     for body, field in (({"kind": "percent", "value": "150"}, "value"),
                         ({"kind": "amount", "value": "1.234"}, "value"),
