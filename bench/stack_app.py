@@ -60,7 +60,8 @@ class Purchases(MethodView):
                 "points_earned": total // 100, "points_pending": 0, "points_redeemed": 0,
                 "coupons_applied": [], "returned_paid": 0, "points_reversed": 0,
                 "points_restored": 0, "created_at": utcnow()}).scalar()
-            balance = sql.run(_UPDATE, {"points": points, "customer_id": customer_id}).scalar()
+            balance = sql.run(_UPDATE, {"points": points, "customer_id": customer_id,
+                                        "updated_at": utcnow()}).scalar()
         db.session.commit()
         return {"id": purchase_id, "store_code": store.code, "receipt_id": data["receipt_id"],
                 "customer_id": customer_id, "occurred_at": data["occurred_at"],
