@@ -32,7 +32,7 @@ from operator import itemgetter
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import JSON, Table, func, select, text
+from sqlalchemy import JSON, Boolean, Date, DateTime, Integer, String, Table, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 from sqlalchemy.sql import ClauseElement
@@ -57,6 +57,7 @@ class Statement:
                  columns: list[str] | None = None) -> None:
         self.text: dict[str, str] = {}
         self.defaults: dict[str, Any] = {}  # the values written in the statement itself
+        self.converters: dict[str, dict[str, Callable[[Any], Any]]] = {}
         for name, dialect in DIALECTS.items():
             statement = core(name) if callable(core) else core
             missing = [c for c in columns or () if c not in statement.table.c]
@@ -66,9 +67,50 @@ class Statement:
             self.text[name] = str(compiled)
             self.defaults.update((k, v) for k, v in compiled.params.items()
                                  if v is not None and v is not REQUIRED)
+            self.converters[name] = {key: converter for key, bind in compiled.binds.items()
+                                     if (converter := _converter(bind.type, name))}
 
     def __repr__(self) -> str:
         return f"Statement({self.text['sqlite']!r})"
+
+
+def _sqlite_time(value: datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given where an aware one is required")
+    return sqlite_time(value)
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given where an aware one is required")
+    return value
+
+
+def _json(value: Any) -> Any:
+    return None if value is None else json.dumps(value)
+
+
+def _optional(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else convert(value)
+
+
+def _any_value(value: Any) -> Any:
+    """A value of a parameter whose type the statement does not say."""
+    if isinstance(value, datetime):
+        raise TypeError("give times to typed parameters (a column's, or bindparam(type_=))")
+    return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+
+def _converter(kind: Any, dialect: str) -> Callable[[Any], Any] | None:
+    """How a parameter of SQL type ``kind`` goes to ``dialect``'s driver: times as the
+    UTCDateTime columns store them, JSON as text, plain values as they are."""
+    if isinstance(kind, (DateTime, UTCDateTime)):
+        return _optional(_sqlite_time if dialect == "sqlite" else _aware)
+    if isinstance(kind, JSON):
+        return _json
+    if isinstance(kind, (Integer, String, Boolean, Date)):
+        return None
+    return _any_value
 
 
 def insert_for(dialect: str, table: Table) -> Any:
@@ -128,7 +170,7 @@ class Sql:
     def run(self, statement: Statement, params: Params | None = None) -> Result:
         """Send ``statement``; read its rows from the result when they are needed."""
         sql = statement.text[self.dialect]
-        values = self._values({**statement.defaults, **(params or {})})
+        values = self._values(statement, params or {})
         self._announce(sql, values, many=False)
         if self.postgres:
             result = Result(self, cursor=self.driver.cursor())
@@ -138,7 +180,7 @@ class Sql:
 
     def run_many(self, statement: Statement, rows: Iterable[Params]) -> None:
         """Send ``statement`` once for each of ``rows`` (executemany)."""
-        values = [self._values({**statement.defaults, **row}) for row in rows]
+        values = [self._values(statement, row) for row in rows]
         if not values:
             return
         sql = statement.text[self.dialect]
@@ -192,18 +234,13 @@ class Sql:
         if self.postgres:
             self.run(LOCK, {"name": name})
 
-    def _values(self, params: Params) -> dict[str, Any]:
-        return {name: self.value(value) for name, value in params.items()}
-
-    def value(self, value: Any) -> Any:
-        """A Python value as the column stores it."""
-        if isinstance(value, datetime):
-            if value.tzinfo is None:
-                raise ValueError("naive datetime given where an aware one is required")
-            return value if self.postgres else sqlite_time(value)
-        if isinstance(value, (list, dict)):
-            return json.dumps(value)
-        return value
+    def _values(self, statement: Statement, params: Params) -> dict[str, Any]:
+        """The parameters as the driver takes them (see ``_converter``)."""
+        values = {**statement.defaults, **params}
+        for name, convert in statement.converters[self.dialect].items():
+            if name in values:
+                values[name] = convert(values[name])
+        return values
 
     def _announce(self, sql: str, values: Any, many: bool) -> None:
         listeners = self.connection.dispatch.before_cursor_execute

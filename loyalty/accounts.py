@@ -23,7 +23,7 @@ from flask import current_app
 from sqlalchemy import JSON, BigInteger, bindparam, case, cast, func, literal_column, select
 
 from crm import signals
-from crm.db import db, utcnow
+from crm.db import UTCDateTime, db, utcnow
 from crm.models import Customer
 from crm.sql import Sql, Statement, as_date, as_time, insert_for
 from loyalty.ledger import Account, Draw, Entry, Lot, MergedAway, Redemption
@@ -67,11 +67,11 @@ _LOCK_MANY = Statement(lambda d: select(*_ACCOUNT_COLUMNS).select_from(
     .order_by(_A.c.customer_id).with_for_update(of=_A))
 _MAKE = Statement(lambda d: insert_for(d, _A).values(
     customer_id=bindparam("customer_id"), balance=0, pending=0, lifetime=0,
-    updated_at=bindparam("now")).on_conflict_do_nothing(index_elements=["customer_id"]))
+    updated_at=bindparam("now", type_=UTCDateTime())).on_conflict_do_nothing(index_elements=["customer_id"]))
 _MAKE_MANY = Statement(lambda d: insert_for(d, _A).from_select(
     ["customer_id", "balance", "pending", "lifetime", "updated_at"],
     select(_C.c.id, literal_column("0"), literal_column("0"), literal_column("0"),
-           bindparam("now")).where(_ids_in(d, _C.c.id, "ids"))
+           bindparam("now", type_=UTCDateTime())).where(_ids_in(d, _C.c.id, "ids"))
 ).on_conflict_do_nothing(index_elements=["customer_id"]))
 _LOTS = Statement(select(*_LOT_COLUMNS).where(
     _L.c.customer_id == bindparam("customer_id"), _L.c.remaining > 0)
