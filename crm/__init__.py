@@ -47,6 +47,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from crm.limits import init_limits
     from crm.observability import init_observability
     from crm.routes import alerts_blp, customers_blp, keys_blp, stores_blp
+    from crm.web_security import init_web_security
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS))
@@ -58,6 +59,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         write_intent.set(request.method not in ("GET", "HEAD", "OPTIONS"))
 
     init_observability(app)
+    init_web_security(app)
     app.before_request(refuse_unstorable_text)
     app.before_request(load_key)  # before the limiter, which counts per key
     init_limits(app)

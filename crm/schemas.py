@@ -239,6 +239,40 @@ class CustomerSchema(Schema):
         return data
 
 
+def mask_email(value: str | None) -> str | None:
+    """``ada.lovelace@example.com`` -> ``a***@e***.com``: enough for a cashier to ask
+    "is this your address?", too little to read it."""
+    if not value or "@" not in value:
+        return None
+    local, _, domain = value.partition("@")
+    name, dot, tld = domain.rpartition(".")
+    return f"{local[:1]}***@{(name or tld)[:1]}***{dot}{tld if name else ''}"
+
+
+def mask_phone(value: str | None) -> str | None:
+    """``+12125550001`` -> ``***0001``: the last four digits only."""
+    return f"***{value[-4:]}" if value else None
+
+
+class CustomerMaskedSchema(Schema):
+    """What a till sees of a member: enough to greet and confirm them, nothing to copy."""
+
+    id = fields.Integer()
+    first_name = fields.String(allow_none=True)
+    last_initial = fields.Function(
+        lambda c: c.last_name[:1] if c.last_name else None, allow_none=True)
+    phone_masked = fields.Function(lambda c: mask_phone(c.phone), allow_none=True)
+    email_masked = fields.Function(lambda c: mask_email(c.email), allow_none=True)
+    tier = fields.String(allow_none=True, dump_default=None)
+    points_balance = fields.Integer(dump_default=0)
+
+    @post_dump(pass_original=True)
+    def _extras(self, data: dict[str, Any], original: Any, **kwargs: Any) -> dict[str, Any]:
+        extras = getattr(original, "profile_extras", {})
+        data.update({k: extras[k] for k in ("tier", "points_balance") if k in extras})
+        return data
+
+
 class CustomerRefSchema(Schema):
     """Which customer: by id or by exactly one identifier."""
 
@@ -265,6 +299,7 @@ class CustomerQuerySchema(PageArgs):
 StorePageSchema = page_of(StoreSchema, "StorePage")
 ApiKeyPageSchema = page_of(ApiKeySchema, "ApiKeyPage")
 CustomerPageSchema = page_of(CustomerSchema, "CustomerPage")
+CustomerMaskedPageSchema = page_of(CustomerMaskedSchema, "CustomerMaskedPage")
 
 
 class SyncMemberSchema(CustomerInSchema):

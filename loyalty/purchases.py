@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from flask import current_app
 from sqlalchemy import select
 
-from crm import signals
+from crm import access, signals
 from crm.auth import actor_of
 from crm.customers import customer_lookup, find_customer
 from crm.db import db, insert_ignoring_conflicts, utcnow
@@ -62,6 +62,7 @@ def store_for(key: Caller, store_code: str | None) -> Store | StoreRef:
     if store is None:
         raise Invalid(f"No store has the code {store_code!r}.",
                       errors={"store_code": ["No such store."]})
+    access.check_store_channel(key, store)
     return store
 
 
