@@ -4,6 +4,8 @@
 ``raise_alert`` writes in the caller's transaction, so an alert about a change that
 rolls back is never seen. An alert still open for the same rule and subject is not
 opened again: it counts the new occurrence and notes when it was last seen.
+``raise_alert_apart`` writes one in a transaction of its own after the answer, for the
+alerts that must stand when the request itself fails (a 401, a refused key).
 ``security_alert_raised`` tells other packages (outgoing webhooks) about a new alert."""
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from flask import current_app
 from sqlalchemy import Select, select
 
 from crm import signals
+from crm.after_response import defer
 from crm.db import db, get_or_404, insert_ignoring_conflicts, utcnow
 from crm.errors import Conflict
 from crm.models import SecurityAlert
@@ -38,6 +41,17 @@ def raise_alert(rule: str, subject: str, detail: str) -> SecurityAlert:
     alert.last_seen_at, alert.detail = now, detail[:1000]
     db.session.flush()
     return alert
+
+
+def raise_alert_apart(rule: str, subject: str, detail: str) -> None:
+    """Raise an alert that must stand even though the request fails (a refused key, a
+    guessed code): written in a transaction of its own once the answer is sent."""
+
+    def write() -> None:
+        raise_alert(rule, subject, detail)
+        db.session.commit()
+
+    defer(write)
 
 
 def list_alerts(status: str | None = None) -> Select[tuple[SecurityAlert]]:

@@ -50,7 +50,6 @@ DEFAULTS: dict[str, Any] = {
     # Fraud and intrusion rules (crm/alerts.py, README "Security"): each trips one past it.
     "AUTH_FAILURE_LIMIT": 20,  # failed authentications per address or key prefix ...
     "AUTH_FAILURE_WINDOW_SECONDS": 300,  # ... within this time; then 429 without a valid key
-    "COUPON_GUESS_ALERT": 30,  # unknown coupon codes per key per minute before an alert
     "TAKEOVER_HOURS": 24,  # points redeemed this soon after a phone or email change: alert
     "STORE_HOP_LIMIT": 2,  # stores one member's card or phone may be used at ...
     "STORE_HOP_MINUTES": 30,  # ... within this time
@@ -61,6 +60,7 @@ DEFAULTS: dict[str, Any] = {
     "VERIFICATION_TTL_SECONDS": 600,  # one-time codes for spending points from a till
     "VERIFICATION_ATTEMPTS": 5,
     "KEY_ROTATION_OVERLAP_HOURS": 24,  # how long a rotated key keeps working
+    "KEY_USAGE_FLUSH_SECONDS": 60,  # a key's last use is written at most this often per node
     "LOG_LEVEL": "INFO",
     "FEATURE_PACKAGES": ["loyalty", "campaigns"],
 }

@@ -180,7 +180,9 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(DomainError)
     def _domain(error: DomainError) -> Response:
-        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
+        if "retry_after" in error.extra:
+            headers["Retry-After"] = str(error.extra["retry_after"])
         return problem(error.status, error.title, error.detail, error.slug, headers,
                        **error.extra)
 

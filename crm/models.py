@@ -63,6 +63,13 @@ class ApiKey(db.Model):
     store_id: Mapped[int | None] = mapped_column(ForeignKey("stores.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    allowed_ips: Mapped[list[str] | None] = mapped_column(JSON)  # CIDRs; None: anywhere
+    # Written at most once a minute per key and node, never by the request itself.
+    last_used_at: Mapped[datetime | None]
+    last_used_address: Mapped[str | None] = mapped_column(String(45))
+    networks: Mapped[list[str] | None] = mapped_column(JSON)  # /24 or /48 seen, newest last
+    rotated_from_id: Mapped[int | None]  # the key this one replaced
 
     store: Mapped[Store | None] = relationship(lazy="joined")
 

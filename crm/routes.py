@@ -30,6 +30,7 @@ from crm.schemas import (
     ApiKeyCreatedSchema,
     ApiKeyCreateSchema,
     ApiKeyPageSchema,
+    ApiKeyRotateSchema,
     ConsentInSchema,
     ConsentStateSchema,
     CustomerInSchema,
@@ -105,9 +106,23 @@ class ApiKeys(MethodView):
     @keys_blp.arguments(ApiKeyCreateSchema)
     @keys_blp.response(201, ApiKeyCreatedSchema)
     def post(self, data: dict[str, Any]) -> Any:
-        row, key = keys.create_key(data["name"], data["scopes"], data["store_code"])
+        row, key = keys.create_key(data["name"], data["scopes"], data["store_code"],
+                                   data["expires_at"], data["allowed_ips"])
         db.session.commit()
         row.key = key  # not a column: the key is answered once and never stored
+        return row
+
+
+@keys_blp.route("/<id:key_id>/rotate")
+class RotateApiKey(MethodView):
+    @require("admin")
+    @keys_blp.arguments(ApiKeyRotateSchema)
+    @keys_blp.response(201, ApiKeyCreatedSchema)
+    def post(self, data: dict[str, Any], key_id: int) -> Any:
+        """A new key for the same client; the old one works for the overlap."""
+        _, row, key = keys.rotate_key(key_id, data["overlap_hours"], data["expires_at"])
+        db.session.commit()
+        row.key = key
         return row
 
 

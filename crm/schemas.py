@@ -177,6 +177,20 @@ class ApiKeyCreateSchema(Schema):
         validate=validate.Length(min=1, max=len(SCOPES)),
     )
     store_code = fields.String(load_default=None, validate=validate.Length(1, 32))
+    expires_at = Moment(load_default=None, allow_none=True,
+                        metadata={"description": "The key stops working then."})
+    allowed_ips = fields.List(fields.String(validate=validate.Length(1, 50)),
+                              load_default=None, allow_none=True,
+                              validate=validate.Length(1, 100),
+                              metadata={"description": "CIDR ranges the key may be used "
+                                        "from (default: anywhere)."})
+
+
+class ApiKeyRotateSchema(Schema):
+    overlap_hours = fields.Float(load_default=None, validate=validate.Range(0, 24 * 90),
+                                 metadata={"description": "How long the old key keeps "
+                                           "working (default KEY_ROTATION_OVERLAP_HOURS)."})
+    expires_at = Moment(load_default=None, allow_none=True)
 
 
 class ApiKeySchema(Schema):
@@ -187,6 +201,12 @@ class ApiKeySchema(Schema):
     store_code = fields.String(allow_none=True)
     created_at = fields.AwareDateTime()
     revoked_at = fields.AwareDateTime(allow_none=True)
+    expires_at = fields.AwareDateTime(allow_none=True)
+    allowed_ips = fields.List(fields.String(), allow_none=True)
+    last_used_at = fields.AwareDateTime(
+        allow_none=True, metadata={"description": "Written at most once a minute."})
+    last_used_address = fields.String(allow_none=True)
+    rotated_from_id = fields.Integer(allow_none=True)
 
 
 class ApiKeyCreatedSchema(ApiKeySchema):

@@ -7,9 +7,10 @@ import io
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Response, current_app
+from flask import Response, current_app, g
 from flask.views import MethodView
 
+from crm import alerts
 from crm.api import Blueprint
 from crm.auth import actor_of, current_key, require
 from crm.customers import get_customer
@@ -54,8 +55,16 @@ def _guess_limit() -> str:
 
 
 # Unknown codes cost a caller from one budget, at /coupons/validate and in purchases.
+def _alert_guessing(limit: Any) -> None:
+    """Past the limit: the request gets 429, and the key an alert."""
+    key = g.get("api_key")
+    subject = f"key:{key.id}" if key is not None else "address:-"
+    alerts.raise_alert_apart("coupon_guessing", subject,
+                             f"More unknown coupon codes than {_guess_limit()} from {subject}.")
+
+
 guessing = limiter.shared_limit(_guess_limit, scope="coupon-guess",
-                                deduct_when=_guessed_a_code)
+                                deduct_when=_guessed_a_code, on_breach=_alert_guessing)
 
 
 @offers_blp.route("/offers")

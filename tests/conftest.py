@@ -19,7 +19,7 @@ from sqlalchemy import make_url, text
 from werkzeug.serving import make_server
 
 from campaigns import surveys
-from crm import create_app, keys
+from crm import create_app, intrusion, key_usage, keys
 from crm.db import db, write_intent
 from crm.limits import limiter
 from loyalty import settings
@@ -86,6 +86,8 @@ def _fresh_state(app: Flask) -> Iterator[None]:
     limiter.reset()
     settings.forget()
     surveys.forget()
+    intrusion.forget()
+    key_usage.forget()
     with app.app_context():
         keys.forget_callers()
 
