@@ -46,7 +46,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from crm.health import health
     from crm.limits import init_limits
     from crm.observability import init_observability
-    from crm.routes import alerts_blp, customers_blp, keys_blp, stores_blp
+    from crm.routes import alerts_blp, audit_blp, customers_blp, keys_blp, stores_blp
     from crm.web_security import init_web_security
 
     db.init_app(app)
@@ -70,6 +70,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api.register_blueprint(keys_blp, url_prefix="/api/v1/api-keys")
     api.register_blueprint(customers_blp, url_prefix="/api/v1/customers")
     api.register_blueprint(alerts_blp, url_prefix="/api/v1/security/alerts")
+    api.register_blueprint(audit_blp, url_prefix="/api/v1/audit")
     register_cli(app)
 
     for name in app.config["FEATURE_PACKAGES"]:

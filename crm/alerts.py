@@ -13,7 +13,7 @@ from __future__ import annotations
 from flask import current_app
 from sqlalchemy import Select, select
 
-from crm import signals
+from crm import audit, signals
 from crm.after_response import defer
 from crm.db import db, get_or_404, insert_ignoring_conflicts, utcnow
 from crm.errors import Conflict
@@ -66,4 +66,6 @@ def resolve_alert(alert_id: int, actor: str, resolution: str | None = None) -> S
     alert.status, alert.open_key = "resolved", None
     alert.resolved_at, alert.resolved_by, alert.resolution = utcnow(), actor, resolution
     db.session.flush()
+    audit.record("resolve", "security_alert", alert.id, actor=actor,
+                 before={"status": "open"}, after={"status": "resolved"})
     return alert

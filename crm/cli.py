@@ -120,7 +120,24 @@ def find_duplicates_command(since_days: float) -> None:
     click.echo(f"{made} suggestion(s) recorded")
 
 
+audit_cli = AppGroup("audit", help="The hash-chained audit log.")
+
+
+@audit_cli.command("verify")
+def verify_audit_command() -> None:
+    """Recompute the chain; exit 1 naming the first bad row if it is broken."""
+    from crm.audit import verify
+
+    checked, bad, why = verify()
+    if bad is not None:
+        click.echo(f"audit log broken at row {bad}: {why} ({checked} rows before it are "
+                   "intact)", err=True)
+        raise SystemExit(1)
+    click.echo(f"audit log intact: {checked} rows")
+
+
 def register_cli(app: Flask) -> None:
+    app.cli.add_command(audit_cli)
     app.cli.add_command(keys_cli)
     app.cli.add_command(customers_cli)
     app.cli.add_command(demo_command)

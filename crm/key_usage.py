@@ -11,15 +11,17 @@ from __future__ import annotations
 import ipaddress
 import threading
 import time
+from datetime import datetime
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from crm import alerts
 from crm.after_response import defer
 from crm.db import db, utcnow
 from crm.keys import Caller
 from crm.models import ApiKey
+from crm.sql import as_time
 
 MAX_NETWORKS = 50  # kept per key, newest last
 _lock = threading.Lock()
@@ -53,19 +55,24 @@ def note(caller: Caller, address: str | None) -> None:
     defer(lambda: _write(caller.id, at, address, network))
 
 
-def _write(key_id: int, at: object, address: str | None, network: str | None) -> None:
-    row = db.session.scalar(select(ApiKey).where(ApiKey.id == key_id).with_for_update())
+def _write(key_id: int, at: datetime, address: str | None, network: str | None) -> None:
+    table = ApiKey.__table__
+    row = db.session.execute(select(table.c.prefix, table.c.last_used_at, table.c.networks)
+                             .where(table.c.id == key_id).with_for_update()).first()
     if row is None:
         return
-    if row.last_used_at is None or row.last_used_at < at:  # type: ignore[operator]
-        row.last_used_at, row.last_used_address = at, (address or "")[:45] or None
+    values: dict[str, object] = {}
+    if row.last_used_at is None or as_time(row.last_used_at) < at:
+        values.update(last_used_at=at, last_used_address=(address or "")[:45] or None)
     networks = list(row.networks or [])
     if network is not None and network not in networks:
         if networks:
             alerts.raise_alert("key_new_network", f"key:{key_id}",
                                f"Key {key_id} ({row.prefix}) used from {network}, a network "
                                f"it was not used from before ({len(networks)} known).")
-        row.networks = [*networks, network][-MAX_NETWORKS:]
+        values["networks"] = [*networks, network][-MAX_NETWORKS:]
+    if values:
+        db.session.execute(update(table).where(table.c.id == key_id).values(**values))
     db.session.commit()
 
 

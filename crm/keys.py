@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import Select, event, select
 
+from crm import audit
 from crm.db import db, get_or_404, utcnow
 from crm.errors import Invalid
 from crm.models import SCOPES, ApiKey, Store
@@ -99,7 +100,14 @@ def create_key(name: str, scopes: list[str], store_code: str | None = None,
     )
     db.session.add(row)
     db.session.flush()
+    audit.record("create", "api_key", row.id, after=_audited(row))
     return row, key
+
+
+def _audited(row: ApiKey) -> dict[str, object]:
+    return {"name": row.name, "prefix": row.prefix, "scopes": row.scopes,
+            "store_code": row.store_code, "expires_at": row.expires_at,
+            "allowed_ips": row.allowed_ips, "revoked_at": row.revoked_at}
 
 
 @dataclass(frozen=True)
@@ -209,9 +217,12 @@ def rotate_key(key_id: int, overlap_hours: float | None = None,
     if not 0 <= hours <= 24 * 90:
         raise Invalid("The overlap is 0 to 2160 hours.", errors={"overlap_hours": ["0-2160."]})
     ends = utcnow() + timedelta(hours=hours)
+    before = _audited(old)
     old.expires_at = ends if old.expires_at is None else min(old.expires_at, ends)
     new, key = create_key(old.name, old.scope_list, old.store_code, expires_at,
                           old.allowed_ips, rotated_from_id=old.id)
+    audit.record("rotate", "api_key", old.id, before={"expires_at": before["expires_at"]},
+                 after={"expires_at": old.expires_at, "replaced_by": new.id})
     forget_callers()
     return old, new, key
 
@@ -220,5 +231,6 @@ def revoke_key(key_id: int) -> ApiKey:
     row = get_or_404(ApiKey, key_id, "API key")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
+        audit.record("revoke", "api_key", row.id, after={"revoked_at": row.revoked_at})
     forget_callers()
     return row

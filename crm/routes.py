@@ -10,6 +10,7 @@ from flask.views import MethodView
 from crm import (
     access,
     alerts,
+    audit,
     customers,
     duplicates,
     keys,
@@ -31,6 +32,8 @@ from crm.schemas import (
     ApiKeyCreateSchema,
     ApiKeyPageSchema,
     ApiKeyRotateSchema,
+    AuditPageSchema,
+    AuditQuerySchema,
     ConsentInSchema,
     ConsentStateSchema,
     CustomerInSchema,
@@ -57,6 +60,8 @@ from crm.schemas import (
 stores_blp = Blueprint("stores", __name__, description="Shops and the web store")
 keys_blp = Blueprint("api-keys", __name__, description="Clients' credentials (admin)")
 customers_blp = Blueprint("customers", __name__, description="One record per person")
+audit_blp = Blueprint("audit", __name__,
+                      description="The append-only, hash-chained audit log (admin)")
 alerts_blp = Blueprint("security-alerts", __name__,
                        description="Fraud and intrusion alerts (admin)")
 
@@ -285,6 +290,16 @@ class Duplicates(MethodView):
         matches = duplicates.find([customer_id])[customer_id]
         return {"items": [{"customer": m.customer, "score": m.score, "reasons": m.reasons}
                           for m in matches]}
+
+
+@audit_blp.route("")
+class AuditLog(MethodView):
+    @require("admin")
+    @audit_blp.arguments(AuditQuerySchema, location="query")
+    @audit_blp.response(200, AuditPageSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        page, page_size = args.pop("page"), args.pop("page_size")
+        return paginate(audit.search(args), page, page_size)
 
 
 @alerts_blp.route("")

@@ -438,6 +438,36 @@ TimelinePageSchema = page_of(TimelineItemSchema, "TimelinePage")
 DuplicatePageSchema = page_of(DuplicateSchema, "DuplicatePage")
 
 
+class AuditQuerySchema(PageArgs):
+    actor = fields.String(validate=validate.Length(1, 120))
+    object_type = fields.String(validate=validate.Length(1, 40))
+    object_id = fields.String(validate=validate.Length(1, 64))
+    action = fields.String(validate=validate.Length(1, 40))
+    from_ = Moment(data_key="from", attribute="from")
+    to = Moment()
+
+
+class AuditEntrySchema(Schema):
+    id = fields.Integer()
+    created_at = fields.AwareDateTime()
+    actor = fields.String()
+    store_id = fields.Integer(allow_none=True)
+    address = fields.String(allow_none=True)
+    request_id = fields.String(allow_none=True)
+    action = fields.String()
+    object_type = fields.String()
+    object_id = fields.String()
+    fields_ = fields.List(fields.String(), data_key="fields", attribute="fields",
+                          metadata={"description": "Names of the fields changed."})
+    before = fields.Dict(metadata={"description": "Non-personal values before."})
+    after = fields.Dict(metadata={"description": "Non-personal values after."})
+    prev_hash = fields.String()
+    hash = fields.String()
+
+
+AuditPageSchema = page_of(AuditEntrySchema, "AuditPage")
+
+
 class AlertQuerySchema(PageArgs):
     status = fields.String(validate=validate.OneOf(("open", "resolved")))
 

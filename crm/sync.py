@@ -22,6 +22,7 @@ from typing import Any
 from marshmallow import ValidationError
 from sqlalchemy import and_, delete, or_, select, update
 
+from crm import audit
 from crm.customers import IDENTIFIER_FIELDS, PROFILE_FIELDS, blocked_values, owners, region
 from crm.db import allocate_ids, bulk_insert, db, utcnow
 from crm.identifiers import InvalidIdentifier, is_blocked, normalize
@@ -202,6 +203,9 @@ class Batch:
             bulk_insert(ConsentEvent.__table__, [
                 {"customer_id": k.id, "channel": ch, "granted": g, "source": self.source,
                  "created_at": self.now} for k, ch, g in self.consent])
+            audit.record_many([audit.Entry("consent", "customer", k.id,
+                                           after={f"consent_{ch}": g, "source": self.source})
+                               for k, ch, g in self.consent])
 
 
 def sync_members(items: list[Any], source: str = "shop") -> list[dict[str, Any]]:

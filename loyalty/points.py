@@ -7,10 +7,11 @@ from typing import Any
 
 from sqlalchemy import Select, select
 
+from crm import audit
 from crm.customers import find_customer, get_customer
 from crm.db import db, utcnow
 from crm.errors import NotFound
-from loyalty import ledger, settings, tiers
+from loyalty import fraud, ledger, settings, tiers
 from loyalty.models import Account, LedgerEntry, Lot, Tier
 
 
@@ -59,8 +60,13 @@ def ledger_rows(customer_id: int) -> Select[tuple[LedgerEntry]]:
 def adjust(customer_id: int, points: int, reason: str, actor: str) -> dict[str, Any]:
     customer_id = member(customer_id)
     account = ledger.lock_account(customer_id)
+    before = account.balance
     ledger.adjust(account, settings.program(), points, reason=reason, actor=actor)
     db.session.flush()
+    audit.record("adjust_points", "customer", customer_id, actor=actor,
+                 before={"balance": before},
+                 after={"balance": account.balance, "points": points, "reason": reason[:200]})
+    fraud.note_adjustment(actor)
     return {"customer_id": customer_id, "points": points, "reason": reason,
             "balance": account.balance}
 

@@ -8,11 +8,14 @@ from typing import Any
 
 from sqlalchemy import Select, func, select, update
 
+from crm import audit
 from crm.db import db, get_or_404
 from crm.errors import Conflict
 from loyalty import coupons, ledger, settings
 from loyalty.models import Coupon, Reward, RewardClaim
 from loyalty.points import member
+
+_NOT_AUDITED = ("id", "created_at", "updated_at", "stock")  # stock: every claim changes it
 
 
 def create_reward(data: dict[str, Any]) -> Reward:
@@ -20,6 +23,7 @@ def create_reward(data: dict[str, Any]) -> Reward:
     reward = Reward(**data)
     db.session.add(reward)
     db.session.flush()
+    audit.record("create", "reward", reward.id, after=audit.columns(reward, _NOT_AUDITED))
     return reward
 
 
@@ -37,9 +41,12 @@ def update_reward(reward_id: int, data: dict[str, Any]) -> Reward:
     reward = get_reward(reward_id)
     if "offer_id" in data:
         coupons.get_offer(data["offer_id"])
+    before = audit.columns(reward, _NOT_AUDITED)
     for name, value in data.items():
         setattr(reward, name, value)
     db.session.flush()
+    audit.record_change("update", "reward", reward.id, before,
+                        audit.columns(reward, _NOT_AUDITED))
     return reward
 
 

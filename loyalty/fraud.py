@@ -1,0 +1,97 @@
+"""Fraud rules on points (README "Security"): each counts against a threshold in config
+and raises an alert one past it.
+
+- ``points_after_contact_change``: points spent within TAKEOVER_HOURS of a change to the
+  member's phone or email (the classic account takeover);
+- ``store_hopping``: one member's purchases at more than STORE_HOP_LIMIT stores within
+  STORE_HOP_MINUTES (a copied card or a shared phone number);
+- ``cashier_returns``: a till key taking back more than CASHIER_RETURN_LIMIT sales that
+  redeemed points in a day (buy, redeem, return);
+- ``manual_adjustments``: a key making more than ADJUSTMENT_LIMIT manual adjustments in a day.
+
+Counts per key live in the rate limiter's storage (memory, or Redis across nodes)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask, current_app
+from limits import RateLimitItemPerDay, RateLimitItemPerMinute
+from sqlalchemy import func, select
+
+from crm import alerts, signals
+from crm.db import db, utcnow
+from crm.limits import limiter
+from crm.models import Customer, CustomerIdentifier
+
+# An identifier added this long after the member enrolled is a change, not enrolment.
+ENROLMENT_GRACE = timedelta(minutes=5)
+
+
+def _over(rule: str, limit: int, subject: str) -> bool:
+    """Count one for ``subject`` today; True once past ``limit``."""
+    return not limiter.limiter.hit(RateLimitItemPerDay(limit), "fraud", rule, subject)
+
+
+def check_spend(customer_id: int, points: int) -> None:
+    """Points about to be spent (a sale redeeming, a reward claim): alert when the
+    member's phone or email changed within TAKEOVER_HOURS."""
+    hours = current_app.config["TAKEOVER_HOURS"]
+    since = utcnow() - timedelta(hours=hours)
+    changed = db.session.scalar(
+        select(func.max(CustomerIdentifier.created_at))
+        .join(Customer, Customer.id == CustomerIdentifier.customer_id)
+        .where(CustomerIdentifier.customer_id == customer_id,
+               CustomerIdentifier.kind.in_(("phone", "email")),
+               CustomerIdentifier.created_at >= since,
+               CustomerIdentifier.created_at > Customer.created_at + ENROLMENT_GRACE))
+    if changed is not None:
+        alerts.raise_alert("points_after_contact_change", f"customer:{customer_id}",
+                           f"{points} points spent for customer {customer_id} within {hours} h "
+                           f"of a change to their phone or email ({changed:%Y-%m-%d %H:%M} UTC).")
+
+
+def note_adjustment(actor: str) -> None:
+    limit = current_app.config["ADJUSTMENT_LIMIT"]
+    subject = ":".join(actor.split(":")[:2])  # key:<id>, never the key's name
+    if _over("adjustments", limit, subject):
+        alerts.raise_alert("manual_adjustments", subject,
+                           f"More than {limit} manual point adjustments today by {subject}.")
+
+
+def _returned(sender: Any, purchase: Any, purchase_return: Any, **_: Any) -> None:
+    from flask import g
+
+    key = g.get("api_key")
+    if key is None or key.store is None or not purchase.points_redeemed:
+        return
+    limit = current_app.config["CASHIER_RETURN_LIMIT"]
+    subject = f"key:{key.id}"
+    if _over("returns", limit, subject):
+        alerts.raise_alert("cashier_returns", subject,
+                           f"More than {limit} returns of sales that redeemed points today "
+                           f"at till key {key.id} (store {key.store.code}).")
+
+
+def _recorded(sender: Any, purchase: Any, claimed: bool = False, **_: Any) -> None:
+    """A member's sale: count the store once per window; past STORE_HOP_LIMIT distinct
+    stores, alert. Counted in the limiter's storage, not the database: no statement is
+    added to the sale."""
+    if purchase.customer_id is None or claimed:
+        return
+    config = current_app.config
+    limit, minutes = config["STORE_HOP_LIMIT"], config["STORE_HOP_MINUTES"]
+    customer = str(purchase.customer_id)
+    first_here = limiter.limiter.hit(RateLimitItemPerMinute(1, minutes), "hop-store",
+                                     customer, str(purchase.store_id))
+    if first_here and not limiter.limiter.hit(RateLimitItemPerMinute(limit, minutes),
+                                              "hop-stores", customer):
+        alerts.raise_alert("store_hopping", f"customer:{customer}",
+                           f"Customer {customer} bought at more than {limit} stores within "
+                           f"{minutes} minutes (the latest: store {purchase.store_id}).")
+
+
+def init_app(app: Flask) -> None:
+    signals.purchase_returned.connect(_returned, weak=False)
+    signals.purchase_recorded.connect(_recorded, weak=False)
