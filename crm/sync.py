@@ -22,7 +22,7 @@ from typing import Any
 from marshmallow import ValidationError
 from sqlalchemy import and_, delete, or_, select, update
 
-from crm import audit
+from crm import audit, contact_changes
 from crm.customers import IDENTIFIER_FIELDS, PROFILE_FIELDS, blocked_values, owners, region
 from crm.db import allocate_ids, bulk_insert, db, utcnow
 from crm.identifiers import InvalidIdentifier, is_blocked, normalize
@@ -143,6 +143,9 @@ class Batch:
             if have and not is_new:
                 self.drop_kinds.add((known.id, kind))
             known.identifiers[kind] = {value}
+            if not is_new and kind in contact_changes.WATCHED:
+                contact_changes.mark(known.id, [(k, v) for k, vs in known.identifiers.items()
+                                                for v in vs])
             if not is_new:
                 self.add_ids.append((known, kind, value))
             changed[f"identifier:{kind}"] = value

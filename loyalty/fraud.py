@@ -13,20 +13,16 @@ Counts per key live in the rate limiter's storage (memory, or Redis across nodes
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from flask import Flask, current_app
 from limits import RateLimitItemPerDay, RateLimitItemPerMinute
-from sqlalchemy import func, select
 
-from crm import alerts, signals
-from crm.db import db, utcnow
+from crm import alerts, contact_changes, signals
+from crm.customers import customer_lookup, normalize_fields
+from crm.errors import DomainError
 from crm.limits import limiter
-from crm.models import Customer, CustomerIdentifier
-
-# An identifier added this long after the member enrolled is a change, not enrolment.
-ENROLMENT_GRACE = timedelta(minutes=5)
+from crm.sql import Sql
 
 
 def _over(rule: str, limit: int, subject: str) -> bool:
@@ -34,22 +30,30 @@ def _over(rule: str, limit: int, subject: str) -> bool:
     return not limiter.limiter.hit(RateLimitItemPerDay(limit), "fraud", rule, subject)
 
 
-def check_spend(customer_id: int, points: int) -> None:
-    """Points about to be spent (a sale redeeming, a reward claim): alert when the
-    member's phone or email changed within TAKEOVER_HOURS."""
-    hours = current_app.config["TAKEOVER_HOURS"]
-    since = utcnow() - timedelta(hours=hours)
-    changed = db.session.scalar(
-        select(func.max(CustomerIdentifier.created_at))
-        .join(Customer, Customer.id == CustomerIdentifier.customer_id)
-        .where(CustomerIdentifier.customer_id == customer_id,
-               CustomerIdentifier.kind.in_(("phone", "email")),
-               CustomerIdentifier.created_at >= since,
-               CustomerIdentifier.created_at > Customer.created_at + ENROLMENT_GRACE))
-    if changed is not None:
-        alerts.raise_alert("points_after_contact_change", f"customer:{customer_id}",
-                           f"{points} points spent for customer {customer_id} within {hours} h "
-                           f"of a change to their phone or email ({changed:%Y-%m-%d %H:%M} UTC).")
+def check_spend(ref: dict[str, Any] | None, points: int,
+                customer_id: int | None = None) -> None:
+    """Points about to be spent (a sale redeeming, a reward claim) by the member ``ref``
+    points at (or ``customer_id``): alert when their phone or email changed within
+    TAKEOVER_HOURS (crm/contact_changes.py: no database statement)."""
+    if customer_id is not None:
+        ref = {"id": customer_id}
+    if not ref:
+        return
+    try:
+        normal = ({"id": ref["id"]} if ref.get("id") is not None
+                  else {k: v for k, v in normalize_fields(ref).items() if v})
+    except DomainError:
+        return  # the sale answers for a malformed identifier itself
+    if not contact_changes.changed_lately(normal):
+        return
+    found = ref.get("id")
+    if found is None:  # rare: only now is the member looked up, for the alert's subject
+        lookup = customer_lookup(ref)
+        found = Sql().one(f"SELECT {lookup[0]}", lookup[1])[0] if lookup else None
+    alerts.raise_alert("points_after_contact_change", f"customer:{found}",
+                       f"{points} points spent for customer {found} within "
+                       f"{current_app.config['TAKEOVER_HOURS']} h of a change to their "
+                       "phone or email.")
 
 
 def note_adjustment(actor: str) -> None:

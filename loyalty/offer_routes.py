@@ -216,5 +216,7 @@ class RewardClaims(MethodView):
     @rewards_blp.arguments(RewardClaimInSchema)
     @rewards_blp.response(201, RewardClaimSchema)
     def post(self, data: dict[str, Any], reward_id: int) -> Any:
-        return rewards.claim(reward_id, data["customer_id"], actor_of(current_key()))
+        key = current_key()
+        return rewards.claim(reward_id, data["customer_id"], actor_of(key), key,
+                             data.get("verification_code"))
 

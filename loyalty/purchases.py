@@ -30,7 +30,7 @@ from crm.keys import Caller, StoreRef
 from crm.models import Store
 from crm.money import MAX_MINOR, InvalidAmount, exponent, to_amount, to_minor
 from crm.sql import Sql, as_time, lock_name
-from loyalty import coupons, ledger, settings, tiers
+from loyalty import coupons, ledger, settings, tiers, verification
 from loyalty.earning import Basket, Line, Member, points_for, to_points
 from loyalty.models import (
     Account,
@@ -314,6 +314,7 @@ def record_purchase(data: dict[str, Any], key: Caller) -> tuple[dict[str, Any], 
     and the purchase's figures are written, about a dozen statements in all. Rare parts
     (coupons, returns posted before their purchase) go through the session."""
     store = store_for(key, data.get("store_code"))
+    verification.check_spend(data, key)  # fraud rules and the member's code, when spending
     currency = data["currency"]
     if currency != store.currency:
         raise Invalid(f"Store {store.code} sells in {store.currency}, not {currency}.",

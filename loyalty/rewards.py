@@ -4,6 +4,7 @@ enough points, out of stock, limit reached) spends nothing."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from sqlalchemy import Select, func, select, update
@@ -11,7 +12,8 @@ from sqlalchemy import Select, func, select, update
 from crm import audit
 from crm.db import db, get_or_404
 from crm.errors import Conflict
-from loyalty import coupons, ledger, settings
+from crm.keys import Caller
+from loyalty import coupons, ledger, settings, verification
 from loyalty.models import Coupon, Reward, RewardClaim
 from loyalty.points import member
 
@@ -50,11 +52,15 @@ def update_reward(reward_id: int, data: dict[str, Any]) -> Reward:
     return reward
 
 
-def claim(reward_id: int, customer_id: int, actor: str) -> dict[str, Any]:
+def claim(reward_id: int, customer_id: int, actor: str, key: Caller | None = None,
+          code: str | None = None) -> dict[str, Any]:
     """Buy a reward with points: the member's account is locked, stock is taken with a
     conditional update, the points are spent through the ledger, a coupon is issued."""
     reward = get_reward(reward_id)
     customer_id = member(customer_id)
+    if key is not None:  # fraud rules, and the member's code when a till spends a lot
+        verification.check_spend({"verification_code": code}, key, reward.points_cost,
+                                 customer_id, use=f"reward:{reward.id}:{secrets.token_hex(8)}")
     if not reward.active:
         raise Conflict("This reward is not available.", reason="inactive")
     account = ledger.lock_account(customer_id)
