@@ -85,7 +85,9 @@ def run_sender(url: str, twilio: str, tmp: Path) -> tuple[float, int]:
            "INSTANCE_PATH": str(tmp), "SECRET_KEY": "bench", "QUIET_HOURS": "none",
            "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
            "TWILIO_FROM": "+15005550006", "TWILIO_API_BASE_URL": twilio,
-           "SMS_SEND_CONCURRENCY": str(CONCURRENCY)}
+           "SMS_SEND_CONCURRENCY": str(CONCURRENCY),
+           # The hourly SMS budget (campaigns/sms_budget.py) would hold a 100,000 drain.
+           "SMS_HARD_CAP": "100000000", "SMS_BURST_LIMIT": "100000000"}
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "flask", "messages", "send",
                                 "--budget", "3600"], env=env, stdout=subprocess.PIPE)

@@ -20,6 +20,7 @@ def init_app(app: Flask) -> None:
     from campaigns.routes import campaigns_blp, messages_blp, segments_blp, surveys_blp
     from campaigns.segments import member_condition
     from campaigns.survey_page import survey_page
+    from campaigns.verification import verification_blp
     from campaigns.webhooks import webhooks
     from crm import signals
     from crm.api import api
@@ -32,6 +33,7 @@ def init_app(app: Flask) -> None:
     api.register_blueprint(surveys_blp, url_prefix="/api/v1")
     api.register_blueprint(segments_blp, url_prefix="/api/v1")
     api.register_blueprint(campaigns_blp, url_prefix="/api/v1")
+    api.register_blueprint(verification_blp, url_prefix="/api/v1")
     customer_filters["segment_id"] = member_condition
     app.register_blueprint(webhooks)
     app.register_blueprint(survey_page)

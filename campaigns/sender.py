@@ -34,7 +34,7 @@ from flask import current_app
 from sqlalchemy import and_, bindparam, or_, select, update
 from twilio.base.exceptions import TwilioException
 
-from campaigns import outbox
+from campaigns import outbox, sms_budget
 from campaigns.models import Message
 from campaigns.quiet_hours import quiet_until
 from campaigns.twilio_gateway import Outcome, TwilioGateway
@@ -67,8 +67,13 @@ def send_outbox(gateway: TwilioGateway | None = None, *,
     with ThreadPoolExecutor(config["SMS_SEND_CONCURRENCY"],
                             thread_name_prefix="sms") as pool:
         while time.monotonic() < deadline:
+            room = sms_budget.room()
+            if room <= 0:
+                report["held_by_cap"] += 1
+                db.session.commit()  # the alert
+                break
             claimed_at = utcnow()
-            token, claimed = claim(claimed_at, config["SMS_BATCH_SIZE"])
+            token, claimed = claim(claimed_at, min(config["SMS_BATCH_SIZE"], room))
             db.session.commit()
             if not claimed:
                 break
@@ -86,6 +91,7 @@ def send_outbox(gateway: TwilioGateway | None = None, *,
 
             outcomes = list(pool.map(send, claimed))
             report.update(record(token, claimed, outcomes, claimed_at))
+            sms_budget.sent(sum(1 for o in outcomes if o.kind not in ("release", "defer")))
             db.session.commit()
             if any(outcome.kind == "halt" for outcome in outcomes):
                 halted = next(o for o in outcomes if o.kind == "halt")

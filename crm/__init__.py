@@ -47,7 +47,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from crm.health import health
     from crm.limits import init_limits
     from crm.observability import init_observability
-    from crm.routes import alerts_blp, customers_blp, keys_blp, stores_blp
+    from crm.routes import alerts_blp, audit_blp, customers_blp, keys_blp, stores_blp
+    from crm.web_security import init_web_security
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS))
@@ -59,6 +60,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         write_intent.set(request.method not in ("GET", "HEAD", "OPTIONS"))
 
     init_observability(app)
+    init_web_security(app)
     app.before_request(refuse_unstorable_text)
     app.before_request(load_key)  # before the limiter, which counts per key
     init_limits(app)
@@ -69,6 +71,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api.register_blueprint(keys_blp, url_prefix="/api/v1/api-keys")
     api.register_blueprint(customers_blp, url_prefix="/api/v1/customers")
     api.register_blueprint(alerts_blp, url_prefix="/api/v1/security/alerts")
+    api.register_blueprint(audit_blp, url_prefix="/api/v1/audit")
     register_cli(app)
 
     for name in app.config["FEATURE_PACKAGES"]:

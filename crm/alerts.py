@@ -4,6 +4,8 @@
 ``raise_alert`` writes in the caller's transaction, so an alert about a change that
 rolls back is never seen. An alert still open for the same rule and subject is not
 opened again: it counts the new occurrence and notes when it was last seen.
+``raise_alert_apart`` writes one in a transaction of its own after the answer, for the
+alerts that must stand when the request itself fails (a 401, a refused key).
 ``security_alert_raised`` tells other packages (outgoing webhooks) about a new alert."""
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 from flask import current_app
 from sqlalchemy import Select, select
 
-from crm import signals
+from crm import audit, signals
+from crm.after_response import defer
 from crm.db import db, insert_ignoring_conflicts, utcnow
 from crm.errors import Conflict, get_or_404
 from crm.models import SecurityAlert
@@ -40,6 +43,17 @@ def raise_alert(rule: str, subject: str, detail: str) -> SecurityAlert:
     return alert
 
 
+def raise_alert_apart(rule: str, subject: str, detail: str) -> None:
+    """Raise an alert that must stand even though the request fails (a refused key, a
+    guessed code): written in a transaction of its own once the answer is sent."""
+
+    def write() -> None:
+        raise_alert(rule, subject, detail)
+        db.session.commit()
+
+    defer(write)
+
+
 def list_alerts(status: str | None = None) -> Select[tuple[SecurityAlert]]:
     stmt = select(SecurityAlert).order_by(SecurityAlert.id.desc())
     return stmt if status is None else stmt.where(SecurityAlert.status == status)
@@ -52,4 +66,6 @@ def resolve_alert(alert_id: int, actor: str, resolution: str | None = None) -> S
     alert.status, alert.open_key = "resolved", None
     alert.resolved_at, alert.resolved_by, alert.resolution = utcnow(), actor, resolution
     db.session.flush()
+    audit.record("resolve", "security_alert", alert.id, actor=actor,
+                 before={"status": "open"}, after={"status": "resolved"})
     return alert

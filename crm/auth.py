@@ -9,25 +9,49 @@ from typing import Any, TypeVar
 
 from flask import g, request
 
+from crm import intrusion, key_usage
 from crm.db import db, is_sqlite, read_only
-from crm.errors import Forbidden, Unauthorized
-from crm.keys import Caller, authenticate
+from crm.errors import DomainError, Forbidden, Unauthorized
+from crm.keys import Caller, authenticate, prefix_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class TooManyFailures(DomainError):
+    status, slug, title = 429, "too-many-failed-authentications", "Too many failures"
+
+
+class AddressRefused(Forbidden):
+    slug = "address-not-allowed"
+
+
 def load_key() -> None:
-    """before_request: set ``g.api_key`` to the caller's active key, or None."""
+    """before_request: set ``g.api_key`` to the caller's active key, or None. A key that
+    does not authenticate counts against its address and prefix (crm/intrusion.py); a key
+    used from outside its ``allowed_ips`` is refused here."""
     g.api_key = None
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
+        token = token.strip()
         with read_only():
-            g.api_key = authenticate(token.strip())
+            caller = authenticate(token)
         if is_sqlite() and db.session().in_transaction():
             # End the read now: a write transaction (and SQLite's write lock) then begins
             # at the request's first write, not for the whole request.
             db.session.commit()
+        address = request.remote_addr
+        if caller is None:
+            if intrusion.failed(address, prefix_of(token)):
+                raise TooManyFailures("Too many failed authentications from this address "
+                                      "or for this key; wait and send a valid key.",
+                                      retry_after=intrusion.window_seconds())
+            return
+        if not caller.allows(address):
+            intrusion.refused_address(caller.id, caller.prefix, address)
+            raise AddressRefused("This key may not be used from this address.")
+        key_usage.note(caller, address)
+        g.api_key = caller
 
 
 def current_key() -> Caller:

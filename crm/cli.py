@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import click
 from flask import Flask
 from flask.cli import AppGroup, with_appcontext
@@ -11,7 +13,8 @@ from crm.db import db
 from crm.errors import DomainError
 from crm.models import SCOPES
 
-keys_cli = AppGroup("keys", help="Create, list and revoke API keys.")
+keys_cli = AppGroup("keys", help="Create, list, rotate and revoke API keys.")
+_TIMES = ["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
 
 
 @keys_cli.command("create")
@@ -19,15 +22,44 @@ keys_cli = AppGroup("keys", help="Create, list and revoke API keys.")
 @click.option("--scope", "scopes", required=True, multiple=True, type=click.Choice(SCOPES),
               help="Repeat for several scopes.")
 @click.option("--store", "store_code", default=None, help="Store code; required for pos.")
-def create_key_command(name: str, scopes: tuple[str, ...], store_code: str | None) -> None:
+@click.option("--expires-at", default=None, type=click.DateTime(_TIMES),
+              help="UTC time the key stops working (e.g. 2027-06-30T00:00).")
+@click.option("--allowed-ip", "allowed_ips", multiple=True,
+              help="An address or CIDR range the key may be used from; repeat for more.")
+def create_key_command(name: str, scopes: tuple[str, ...], store_code: str | None,
+                       expires_at: datetime | None, allowed_ips: tuple[str, ...]) -> None:
     """Create a key and print it (it is shown this once only)."""
     try:
-        row, key = keys.create_key(name, list(scopes), store_code)
+        row, key = keys.create_key(name, list(scopes), store_code, _utc(expires_at),
+                                   list(allowed_ips) or None)
     except DomainError as e:
         raise click.UsageError(e.detail) from None
     db.session.commit()
     click.echo(f"id={row.id} name={row.name} scopes={row.scopes} store={row.store_code or '-'}")
     click.echo(key)
+
+
+@keys_cli.command("rotate")
+@click.argument("key_id", type=int)
+@click.option("--overlap-hours", type=float, default=None,
+              help="How long the old key keeps working (KEY_ROTATION_OVERLAP_HOURS).")
+@click.option("--expires-at", default=None, type=click.DateTime(_TIMES),
+              help="UTC time the new key stops working.")
+def rotate_key_command(key_id: int, overlap_hours: float | None,
+                       expires_at: datetime | None) -> None:
+    """Issue a new key for the same client; print it once."""
+    try:
+        old, row, key = keys.rotate_key(key_id, overlap_hours, _utc(expires_at))
+    except DomainError as e:
+        raise click.UsageError(e.detail) from None
+    db.session.commit()
+    click.echo(f"id={row.id} replaces={old.id} "
+               f"old key works until {old.expires_at:%Y-%m-%dT%H:%M:%SZ}")
+    click.echo(key)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return None if value is None else value.replace(tzinfo=UTC)
 
 
 @keys_cli.command("list")
@@ -36,8 +68,11 @@ def list_keys_command(include_revoked: bool) -> None:
     """List keys (never the keys themselves)."""
     for row in db.session.scalars(keys.list_keys(include_revoked)):
         state = "revoked" if row.revoked_at else "active"
+        if row.expires_at and not row.revoked_at:
+            state = f"until {row.expires_at:%Y-%m-%dT%H:%MZ}"
+        used = f"{row.last_used_at:%Y-%m-%dT%H:%MZ}" if row.last_used_at else "never"
         click.echo(f"{row.id}\t{row.prefix}\t{row.name}\t{row.scopes}\t"
-                   f"{row.store_code or '-'}\t{state}")
+                   f"{row.store_code or '-'}\t{state}\tused {used}")
 
 
 @keys_cli.command("revoke")
@@ -85,7 +120,24 @@ def find_duplicates_command(since_days: float) -> None:
     click.echo(f"{made} suggestion(s) recorded")
 
 
+audit_cli = AppGroup("audit", help="The hash-chained audit log.")
+
+
+@audit_cli.command("verify")
+def verify_audit_command() -> None:
+    """Recompute the chain; exit 1 naming the first bad row if it is broken."""
+    from crm.audit import verify
+
+    checked, bad, why = verify()
+    if bad is not None:
+        click.echo(f"audit log broken at row {bad}: {why} ({checked} rows before it are "
+                   "intact)", err=True)
+        raise SystemExit(1)
+    click.echo(f"audit log intact: {checked} rows")
+
+
 def register_cli(app: Flask) -> None:
+    app.cli.add_command(audit_cli)
     app.cli.add_command(keys_cli)
     app.cli.add_command(customers_cli)
     app.cli.add_command(demo_command)

@@ -46,6 +46,21 @@ DEFAULTS: dict[str, Any] = {
     "SURVEY_ANSWER_DAYS": 7,  # how long a survey invitation (reply or link) stays open
     "SQLITE_BUSY_TIMEOUT_S": 15.0,
     "MAX_CONTENT_LENGTH": 4 * 1024 * 1024,
+    "PROXY_COUNT": 0,  # proxies in front whose X-Forwarded-For/-Proto are trusted
+    # Fraud and intrusion rules (crm/alerts.py, README "Security"): each trips one past it.
+    "AUTH_FAILURE_LIMIT": 20,  # failed authentications per address or key prefix ...
+    "AUTH_FAILURE_WINDOW_SECONDS": 300,  # ... within this time; then 429 without a valid key
+    "TAKEOVER_HOURS": 24,  # points redeemed this soon after a phone or email change: alert
+    "STORE_HOP_LIMIT": 2,  # stores one member's card or phone may be used at ...
+    "STORE_HOP_MINUTES": 30,  # ... within this time
+    "CASHIER_RETURN_LIMIT": 5,  # returns of redeeming sales per till key per day
+    "ADJUSTMENT_LIMIT": 20,  # manual point adjustments per key per day
+    "SMS_BURST_LIMIT": 500,  # SMS queued per hour before an alert ...
+    "SMS_HARD_CAP": 5000,  # ... and past this, further messages are held
+    "VERIFICATION_TTL_SECONDS": 600,  # one-time codes for spending points from a till
+    "VERIFICATION_ATTEMPTS": 5,
+    "KEY_ROTATION_OVERLAP_HOURS": 24,  # how long a rotated key keeps working
+    "KEY_USAGE_FLUSH_SECONDS": 60,  # a key's last use is written at most this often per node
     "LOG_LEVEL": "INFO",
     "FEATURE_PACKAGES": ["loyalty", "campaigns"],
 }
@@ -107,8 +122,10 @@ def database_uri(url: str | None, instance_path: Path) -> str:
 def engine_options(uri: str, busy_timeout_s: float) -> dict[str, Any]:
     if uri.startswith("sqlite"):
         # sqlite3's own `timeout` is SQLite's busy timeout: a writer waits for the lock.
-        return {"connect_args": {"timeout": busy_timeout_s}}
-    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+        return {"connect_args": {"timeout": busy_timeout_s}, "hide_parameters": True}
+    # hide_parameters: no customer's value in an error message or log line.
+    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20,
+            "hide_parameters": True}
 
 
 def instance_secret(instance_path: Path) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Select, select
 
+from crm import audit
 from crm.db import db, utcnow
 from crm.models import ConsentEvent, Customer
 
@@ -17,10 +18,15 @@ def record_consent(customer: Customer, choices: dict[str, bool], source: str,
                    store_id: int | None = None, at: datetime | None = None) -> None:
     """Record explicit choices ({"sms": True, ...}) and make them current."""
     at = at or utcnow()
+    before = {f"consent_{channel}": getattr(customer, f"consent_{channel}") for channel in choices}
     for channel, granted in choices.items():
         setattr(customer, f"consent_{channel}", granted)
         db.session.add(ConsentEvent(customer_id=customer.id, channel=channel, granted=granted,
                                     source=source[:40], store_id=store_id, created_at=at))
+    if choices:
+        audit.record("consent", "customer", customer.id, before=before,
+                     after={**{f"consent_{c}": g for c, g in choices.items()},
+                            "source": source[:40]})
 
 
 def history(customer_ids: list[int]) -> Select[tuple[ConsentEvent]]:

@@ -10,7 +10,7 @@ from flask import current_app
 from sqlalchemy import Select, and_, bindparam, func, or_, select
 from sqlalchemy.orm import selectinload
 
-from crm import signals
+from crm import contact_changes, signals
 from crm.consent import history as consent_history
 from crm.consent import record_consent
 from crm.db import any_of, db
@@ -147,10 +147,12 @@ def update_customer(customer_id: int, data: dict[str, Any], source: str = "api")
         raise Conflict("This customer's data was erased; create a new customer instead.")
     identifiers = normalize_fields(data, blocked_values())
     _ensure_free(identifiers, customer.id)
+    contact_changed = False
     for kind, value in identifiers.items():
         current = [i for i in customer.identifiers if i.kind == kind]
         if [i.value for i in current] == ([value] if value else []):
             continue
+        contact_changed = contact_changed or kind in contact_changes.WATCHED
         for old in current:
             customer.identifiers.remove(old)
         db.session.flush()  # free the unique (kind, value) before re-adding
@@ -161,6 +163,8 @@ def update_customer(customer_id: int, data: dict[str, Any], source: str = "api")
             setattr(customer, field, data[field])
     record_consent(customer, data.get("consent") or {}, source)
     db.session.flush()
+    if contact_changed:
+        contact_changes.mark(customer.id, [(i.kind, i.value) for i in customer.identifiers])
     return customer
 
 

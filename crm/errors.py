@@ -15,6 +15,7 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from crm.db import db
+from crm.observability import describe_exception
 
 log = logging.getLogger("crm.errors")
 
@@ -100,6 +101,18 @@ def _validation_errors(messages: Any) -> dict[str, Any]:
     return errors
 
 
+def _what_failed(error: Exception) -> str:
+    """A database error named without its statement or the values in it (PostgreSQL's
+    DETAIL quotes them): the error's class and the constraint, if any."""
+    orig = getattr(error, "orig", error)
+    diag = getattr(orig, "diag", None)
+    constraint = getattr(diag, "constraint_name", None) if diag is not None else None
+    sqlstate = getattr(orig, "sqlstate", None)
+    if constraint or sqlstate:
+        return f"{type(orig).__name__} {sqlstate or ''} {constraint or ''}".strip()
+    return f"{type(orig).__name__}: {str(orig).splitlines()[0][:200]}"  # SQLite names columns
+
+
 def http_problem(error: HTTPException) -> Response:
     """Turn any HTTPException (404, 405, 413, 429, webargs' 400/422 ...) into a problem."""
     status = error.code or 500
@@ -108,7 +121,7 @@ def http_problem(error: HTTPException) -> Response:
     if status >= 500:
         original = getattr(error, "original_exception", None)
         if original is not None:
-            log.error("unhandled error", exc_info=original)
+            log.error("unhandled error: %s", describe_exception(original))
         return problem(status, detail="An unexpected error occurred; it has been logged.")
     if status == 405 and error.valid_methods:  # type: ignore[attr-defined]
         headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
@@ -173,7 +186,9 @@ def refuse_unstorable_text() -> None:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def _domain(error: DomainError) -> Response:
-        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
+        if "retry_after" in error.extra:
+            headers["Retry-After"] = str(error.extra["retry_after"])
         return problem(error.status, error.title, error.detail, error.slug, headers,
                        **error.extra)
 
@@ -182,7 +197,7 @@ def register_error_handlers(app: Flask) -> None:
         # A unique or foreign key constraint caught what a check before the write could
         # not see: a concurrent request wrote the same thing first.
         db.session.rollback()
-        log.info("integrity error answered 409: %s", error.orig)
+        log.info("integrity error answered 409: %s", _what_failed(error))
         return problem(409, Conflict.title,
                        "A concurrent request changed the same data; retry the request.",
                        slug="concurrent-write")
@@ -192,13 +207,13 @@ def register_error_handlers(app: Flask) -> None:
         # A value the database cannot hold (a number out of range...): the schemas
         # should have refused it; answer as the invalid input it is.
         db.session.rollback()
-        log.warning("data error answered 422: %s", error.orig)
+        log.warning("data error answered 422: %s", _what_failed(error))
         return problem(422, Invalid.title, "A value is out of the range that can be stored.",
                        slug="out-of-range")
 
     @app.errorhandler(OperationalError)
     def _operational(error: OperationalError) -> Response:
         db.session.rollback()
-        log.error("database error", exc_info=error)
+        log.error("database error: %s", _what_failed(error))
         return problem(503, detail="The database is busy or unreachable; retry shortly.",
                        slug="database-unavailable", headers={"Retry-After": "1"})

@@ -16,7 +16,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import select, update
 
-from crm import signals
+from crm import audit, signals
 from crm.consent import latest_choices
 from crm.customers import PROFILE_FIELDS
 from crm.db import db, utcnow
@@ -94,6 +94,9 @@ def merge(survivor_id: int, source_id: int, actor: str, force: bool = False) -> 
                            snapshot=snapshot, moved=moved)
     db.session.add(record)
     db.session.flush()
+    audit.record("merge", "customer", survivor_id, actor=actor,
+                 after={"source_customer_id": source_id, "merge_id": record.id,
+                        "forced": force})
     db.session.expire(survivor, ["identifiers"])
     return record
 
@@ -141,6 +144,8 @@ def unmerge(survivor_id: int, source_id: int, actor: str) -> CustomerMerge:
                                    source_id=source_id, moved=moved)
     record.undone_at = utcnow()
     db.session.flush()
+    audit.record("unmerge", "customer", survivor_id, actor=actor,
+                 after={"source_customer_id": source_id, "merge_id": record.id})
     db.session.expire(survivor, ["identifiers"])
     db.session.expire(source, ["identifiers"])
     return record

@@ -63,6 +63,13 @@ class ApiKey(db.Model):
     store_id: Mapped[int | None] = mapped_column(ForeignKey("stores.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    allowed_ips: Mapped[list[str] | None] = mapped_column(JSON)  # CIDRs; None: anywhere
+    # Written at most once a minute per key and node, never by the request itself.
+    last_used_at: Mapped[datetime | None]
+    last_used_address: Mapped[str | None] = mapped_column(String(45))
+    networks: Mapped[list[str] | None] = mapped_column(JSON)  # /24 or /48 seen, newest last
+    rotated_from_id: Mapped[int | None]  # the key this one replaced
 
     store: Mapped[Store | None] = relationship(lazy="joined")
 
@@ -221,18 +228,32 @@ class DuplicateSuggestion(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class AuditEvent(db.Model):
-    """Who did what to a customer's personal data (exports, erasures)."""
+class AuditLog(db.Model):
+    """One change, append-only and chained to the row before by SHA-256 (crm/audit.py).
+    No personal values: ``fields`` names what changed, ``before``/``after`` hold only the
+    non-personal values."""
 
-    __tablename__ = "audit_events"
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_object", "object_type", "object_id", "id"),
+        Index("ix_audit_log_actor", "actor", "id"),
+        Index("ix_audit_log_created_at", "created_at"),
+    )
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    customer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("customers.id"),
-                                             index=True)
-    action: Mapped[str] = mapped_column(String(20))
-    actor: Mapped[str | None] = mapped_column(String(120))
-    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(120))
+    store_id: Mapped[int | None]
+    address: Mapped[str | None] = mapped_column(String(45))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(40))
+    object_type: Mapped[str] = mapped_column(String(40))
+    object_id: Mapped[str] = mapped_column(String(64))
+    fields: Mapped[list[str]] = mapped_column(JSON, default=list)
+    before: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    after: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
 
 
 class SecurityAlert(db.Model):

@@ -8,8 +8,10 @@ import os
 import re
 import sys
 import time
+import traceback
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 from flask import Flask, Response, g, request
 from prometheus_client import CollectorRegistry
@@ -18,6 +20,14 @@ from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMet
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")
 request_log = logging.getLogger("crm.request")
+
+
+def describe_exception(error: BaseException) -> str:
+    """An error for the log: its class and the frames it went through (file, line,
+    function), never its message, which may quote a customer's values or SQL."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return f"{type(error).__name__} at " + " <- ".join(
+        f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(frames[-12:]))
 
 
 class JsonFormatter(logging.Formatter):
@@ -29,8 +39,8 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         entry.update(getattr(record, "fields", {}))
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+        if record.exc_info and record.exc_info[1] is not None:
+            entry["exc"] = describe_exception(record.exc_info[1])
         return json.dumps(entry, default=str)
 
 

@@ -1,6 +1,6 @@
 """GDPR: everything held about a person, as JSON; and erasure, which removes personal
 data (names, birthday, city, identifiers) but keeps purchases and the points ledger,
-now anonymous, so that totals stay right. Both are recorded as audit events.
+now anonymous, so that totals stay right. Both are rows of the audit log.
 
 Feature packages add their part of an export through ``export_sections``: each takes
 customer ids and answers a section of the export."""
@@ -13,12 +13,12 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import delete, select
 
-from crm import signals
+from crm import audit, signals
 from crm.consent import history
 from crm.customers import PROFILE_FIELDS, get_customer
 from crm.db import db, utcnow
 from crm.errors import Conflict
-from crm.models import AuditEvent, Customer, CustomerIdentifier, CustomerMerge
+from crm.models import Customer, CustomerIdentifier, CustomerMerge
 
 ExportSection = Callable[[list[int]], dict[str, Any]]
 export_sections: list[ExportSection] = []
@@ -50,8 +50,8 @@ def export(customer_id: int, actor: str) -> dict[str, Any]:
     }
     for section in export_sections:
         data.update(section(ids))
-    db.session.add(AuditEvent(customer_id=customer.id, action="export", actor=actor))
-    db.session.flush()
+    audit.record("export", "customer", customer.id, actor=actor,
+                 after={"sections": sorted(data)})
     return data
 
 
@@ -69,9 +69,8 @@ def erase(customer_id: int, actor: str) -> Customer:
         record.consent_sms = record.consent_email = False
         record.erased_at = now
     db.session.execute(delete(CustomerIdentifier).where(CustomerIdentifier.customer_id.in_(ids)))
-    db.session.add(AuditEvent(customer_id=customer.id, action="erase", actor=actor,
-                              detail={"records": ids}))
-    db.session.flush()
+    audit.record("erase", "customer", customer.id, actor=actor, after={"records": ids},
+                 fields=(*PROFILE_FIELDS, "identifiers", "consent"))
     db.session.expire(customer, ["identifiers"])
     signals.customer_erased.send(current_app._get_current_object(), customer_ids=ids)
     return customer

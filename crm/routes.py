@@ -7,7 +7,19 @@ from typing import Any
 from flask import jsonify
 from flask.views import MethodView
 
-from crm import alerts, customers, duplicates, keys, merging, privacy, stores, sync, timeline
+from crm import (
+    access,
+    alerts,
+    audit,
+    customers,
+    duplicates,
+    keys,
+    merging,
+    privacy,
+    stores,
+    sync,
+    timeline,
+)
 from crm.api import Blueprint
 from crm.auth import actor_of, current_key, require, source_of
 from crm.db import db
@@ -19,9 +31,14 @@ from crm.schemas import (
     ApiKeyCreatedSchema,
     ApiKeyCreateSchema,
     ApiKeyPageSchema,
+    ApiKeyRotateSchema,
+    AuditPageSchema,
+    AuditQuerySchema,
     ConsentInSchema,
     ConsentStateSchema,
     CustomerInSchema,
+    CustomerMaskedPageSchema,
+    CustomerMaskedSchema,
     CustomerPageSchema,
     CustomerQuerySchema,
     CustomerSchema,
@@ -43,6 +60,8 @@ from crm.schemas import (
 stores_blp = Blueprint("stores", __name__, description="Shops and the web store")
 keys_blp = Blueprint("api-keys", __name__, description="Clients' credentials (admin)")
 customers_blp = Blueprint("customers", __name__, description="One record per person")
+audit_blp = Blueprint("audit", __name__,
+                      description="The append-only, hash-chained audit log (admin)")
 alerts_blp = Blueprint("security-alerts", __name__,
                        description="Fraud and intrusion alerts (admin)")
 
@@ -92,9 +111,23 @@ class ApiKeys(MethodView):
     @keys_blp.arguments(ApiKeyCreateSchema)
     @keys_blp.response(201, ApiKeyCreatedSchema)
     def post(self, data: dict[str, Any]) -> Any:
-        row, key = keys.create_key(data["name"], data["scopes"], data["store_code"])
+        row, key = keys.create_key(data["name"], data["scopes"], data["store_code"],
+                                   data["expires_at"], data["allowed_ips"])
         db.session.commit()
         row.key = key  # not a column: the key is answered once and never stored
+        return row
+
+
+@keys_blp.route("/<id:key_id>/rotate")
+class RotateApiKey(MethodView):
+    @require("admin")
+    @keys_blp.arguments(ApiKeyRotateSchema)
+    @keys_blp.response(201, ApiKeyCreatedSchema)
+    def post(self, data: dict[str, Any], key_id: int) -> Any:
+        """A new key for the same client; the old one works for the overlap."""
+        _, row, key = keys.rotate_key(key_id, data["overlap_hours"], data["expires_at"])
+        db.session.commit()
+        row.key = key
         return row
 
 
@@ -107,24 +140,45 @@ class ApiKeyById(MethodView):
         db.session.commit()
 
 
+def _masked(body: dict[str, Any], headers: dict[str, str] | None = None,
+            status: int = 200) -> Any:
+    """A till's answer: the masked view, already dumped (it bypasses the full schema)."""
+    response = jsonify(body)
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
 @customers_blp.route("")
 class Customers(MethodView):
     @require("pos", "shop", "marketing")
     @customers_blp.arguments(CustomerQuerySchema, location="query")
     @customers_blp.response(200, CustomerPageSchema)
+    @customers_blp.alt_response(200, schema=CustomerMaskedPageSchema,
+                                description="A till's answer: masked profiles.")
     def get(self, args: dict[str, Any]) -> Any:
+        key = current_key()
+        access.check_till_search(key, args)
         page, page_size = args.pop("page"), args.pop("page_size")
         body, status, headers = paginate(customers.search_customers(args), page, page_size)
         customers.with_profile_extras(body["items"])
+        if not access.sees_personal_data(key):
+            return _masked(CustomerMaskedPageSchema().dump(body), headers)
         return body, status, headers
 
     @require("pos", "shop")
     @customers_blp.arguments(CustomerInSchema)
     @customers_blp.response(201, CustomerSchema)
+    @customers_blp.alt_response(201, schema=CustomerMaskedSchema,
+                                description="A till's answer: the masked profile.")
     def post(self, data: dict[str, Any]) -> Any:
-        customer = customers.create_customer(data, source_of(current_key()))
+        key = current_key()
+        customer = customers.create_customer(data, source_of(key))
         db.session.commit()
-        return customers.with_profile_extras([customer])[0]
+        customer = customers.with_profile_extras([customer])[0]
+        if not access.sees_personal_data(key):
+            return _masked(CustomerMaskedSchema().dump(customer), status=201)
+        return customer
 
 
 @customers_blp.route("/<id:customer_id>")
@@ -132,12 +186,16 @@ class CustomerById(MethodView):
     @require("pos", "shop", "marketing")
     @customers_blp.response(200, CustomerSchema)
     @customers_blp.alt_response(200, schema=MergedCustomerSchema,
-                                description="This record was merged into another.")
+                                description="This record was merged into another. "
+                                "(A till gets CustomerMasked, as POST answers it.)")
     def get(self, customer_id: int) -> Any:
         customer = customers.get_customer(customer_id)
         if customer.merged_into_id is not None:
             return jsonify(MergedCustomerSchema().dump(customer))
-        return customers.with_profile_extras([customer])[0]
+        customer = customers.with_profile_extras([customer])[0]
+        if not access.sees_personal_data(current_key()):
+            return _masked(CustomerMaskedSchema().dump(customer))
+        return customer
 
     @require("admin")
     @customers_blp.response(200, ErasedSchema)
@@ -232,6 +290,16 @@ class Duplicates(MethodView):
         matches = duplicates.find([customer_id])[customer_id]
         return {"items": [{"customer": m.customer, "score": m.score, "reasons": m.reasons}
                           for m in matches]}
+
+
+@audit_blp.route("")
+class AuditLog(MethodView):
+    @require("admin")
+    @audit_blp.arguments(AuditQuerySchema, location="query")
+    @audit_blp.response(200, AuditPageSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        page, page_size = args.pop("page"), args.pop("page_size")
+        return paginate(audit.search(args), page, page_size)
 
 
 @alerts_blp.route("")

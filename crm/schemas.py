@@ -177,6 +177,20 @@ class ApiKeyCreateSchema(Schema):
         validate=validate.Length(min=1, max=len(SCOPES)),
     )
     store_code = fields.String(load_default=None, validate=validate.Length(1, 32))
+    expires_at = Moment(load_default=None, allow_none=True,
+                        metadata={"description": "The key stops working then."})
+    allowed_ips = fields.List(fields.String(validate=validate.Length(1, 50)),
+                              load_default=None, allow_none=True,
+                              validate=validate.Length(1, 100),
+                              metadata={"description": "CIDR ranges the key may be used "
+                                        "from (default: anywhere)."})
+
+
+class ApiKeyRotateSchema(Schema):
+    overlap_hours = fields.Float(load_default=None, validate=validate.Range(0, 24 * 90),
+                                 metadata={"description": "How long the old key keeps "
+                                           "working (default KEY_ROTATION_OVERLAP_HOURS)."})
+    expires_at = Moment(load_default=None, allow_none=True)
 
 
 class ApiKeySchema(Schema):
@@ -187,6 +201,12 @@ class ApiKeySchema(Schema):
     store_code = fields.String(allow_none=True)
     created_at = fields.AwareDateTime()
     revoked_at = fields.AwareDateTime(allow_none=True)
+    expires_at = fields.AwareDateTime(allow_none=True)
+    allowed_ips = fields.List(fields.String(), allow_none=True)
+    last_used_at = fields.AwareDateTime(
+        allow_none=True, metadata={"description": "Written at most once a minute."})
+    last_used_address = fields.String(allow_none=True)
+    rotated_from_id = fields.Integer(allow_none=True)
 
 
 class ApiKeyCreatedSchema(ApiKeySchema):
@@ -239,6 +259,40 @@ class CustomerSchema(Schema):
         return data
 
 
+def mask_email(value: str | None) -> str | None:
+    """``ada.lovelace@example.com`` -> ``a***@e***.com``: enough for a cashier to ask
+    "is this your address?", too little to read it."""
+    if not value or "@" not in value:
+        return None
+    local, _, domain = value.partition("@")
+    name, dot, tld = domain.rpartition(".")
+    return f"{local[:1]}***@{(name or tld)[:1]}***{dot}{tld if name else ''}"
+
+
+def mask_phone(value: str | None) -> str | None:
+    """``+12125550001`` -> ``***0001``: the last four digits only."""
+    return f"***{value[-4:]}" if value else None
+
+
+class CustomerMaskedSchema(Schema):
+    """What a till sees of a member: enough to greet and confirm them, nothing to copy."""
+
+    id = fields.Integer()
+    first_name = fields.String(allow_none=True)
+    last_initial = fields.Function(
+        lambda c: c.last_name[:1] if c.last_name else None, allow_none=True)
+    phone_masked = fields.Function(lambda c: mask_phone(c.phone), allow_none=True)
+    email_masked = fields.Function(lambda c: mask_email(c.email), allow_none=True)
+    tier = fields.String(allow_none=True, dump_default=None)
+    points_balance = fields.Integer(dump_default=0)
+
+    @post_dump(pass_original=True)
+    def _extras(self, data: dict[str, Any], original: Any, **kwargs: Any) -> dict[str, Any]:
+        extras = getattr(original, "profile_extras", {})
+        data.update({k: extras[k] for k in ("tier", "points_balance") if k in extras})
+        return data
+
+
 class CustomerRefSchema(Schema):
     """Which customer: by id or by exactly one identifier."""
 
@@ -265,6 +319,7 @@ class CustomerQuerySchema(PageArgs):
 StorePageSchema = page_of(StoreSchema, "StorePage")
 ApiKeyPageSchema = page_of(ApiKeySchema, "ApiKeyPage")
 CustomerPageSchema = page_of(CustomerSchema, "CustomerPage")
+CustomerMaskedPageSchema = page_of(CustomerMaskedSchema, "CustomerMaskedPage")
 
 
 class SyncMemberSchema(CustomerInSchema):
@@ -381,6 +436,36 @@ class DuplicateSchema(Schema):
 
 TimelinePageSchema = page_of(TimelineItemSchema, "TimelinePage")
 DuplicatePageSchema = page_of(DuplicateSchema, "DuplicatePage")
+
+
+class AuditQuerySchema(PageArgs):
+    actor = fields.String(validate=validate.Length(1, 120))
+    object_type = fields.String(validate=validate.Length(1, 40))
+    object_id = fields.String(validate=validate.Length(1, 64))
+    action = fields.String(validate=validate.Length(1, 40))
+    from_ = Moment(data_key="from", attribute="from")
+    to = Moment()
+
+
+class AuditEntrySchema(Schema):
+    id = fields.Integer()
+    created_at = fields.AwareDateTime()
+    actor = fields.String()
+    store_id = fields.Integer(allow_none=True)
+    address = fields.String(allow_none=True)
+    request_id = fields.String(allow_none=True)
+    action = fields.String()
+    object_type = fields.String()
+    object_id = fields.String()
+    fields_ = fields.List(fields.String(), data_key="fields", attribute="fields",
+                          metadata={"description": "Names of the fields changed."})
+    before = fields.Dict(metadata={"description": "Non-personal values before."})
+    after = fields.Dict(metadata={"description": "Non-personal values after."})
+    prev_hash = fields.String()
+    hash = fields.String()
+
+
+AuditPageSchema = page_of(AuditEntrySchema, "AuditPage")
 
 
 class AlertQuerySchema(PageArgs):

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Select, select
 
+from crm import audit
 from crm.db import db
 from crm.errors import Conflict, NotFound
 from crm.keys import forget_callers
@@ -20,6 +21,7 @@ def create_store(data: dict[str, Any]) -> Store:
     _apply(store, data)
     db.session.add(store)
     db.session.flush()
+    audit.record("create", "store", store.code, after=_audited(store))
     return store
 
 
@@ -29,10 +31,17 @@ def update_store(code: str, data: dict[str, Any]) -> Store:
         if fixed in data and data[fixed] != getattr(store, fixed):
             raise Conflict(f"A store's {fixed} cannot change: keys, receipts and amounts "
                            "refer to it.")
+    before = _audited(store)
     _apply(store, data)
     db.session.flush()
+    audit.record_change("update", "store", store.code, before, _audited(store))
     forget_callers()  # a till's key carries its store's time zone
     return store
+
+
+def _audited(store: Store) -> dict[str, Any]:
+    return {"name": store.name, "timezone": store.timezone, "channel": store.channel,
+            "currency": store.currency, "quiet_hours": store.quiet_hours}
 
 
 def _apply(store: Store, data: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 from marshmallow import ValidationError
 from sqlalchemy import and_, delete, or_, select, update
 
+from crm import audit, contact_changes
 from crm.customers import IDENTIFIER_FIELDS, PROFILE_FIELDS, blocked_values, owners, region
 from crm.db import db, utcnow
 from crm.identifiers import InvalidIdentifier, is_blocked, normalize
@@ -143,6 +144,9 @@ class Batch:
             if have and not is_new:
                 self.drop_kinds.add((known.id, kind))
             known.identifiers[kind] = {value}
+            if not is_new and kind in contact_changes.WATCHED:
+                contact_changes.mark(known.id, [(k, v) for k, vs in known.identifiers.items()
+                                                for v in vs])
             if not is_new:
                 self.add_ids.append((known, kind, value))
             changed[f"identifier:{kind}"] = value
@@ -203,6 +207,9 @@ class Batch:
             bulk_insert(ConsentEvent.__table__, [
                 {"customer_id": k.id, "channel": ch, "granted": g, "source": self.source,
                  "created_at": self.now} for k, ch, g in self.consent])
+            audit.record_many([audit.Entry("consent", "customer", k.id,
+                                           after={f"consent_{ch}": g, "source": self.source})
+                               for k, ch, g in self.consent])
 
 
 def sync_members(items: list[Any], source: str = "shop") -> list[dict[str, Any]]:

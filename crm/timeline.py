@@ -20,7 +20,7 @@ from sqlalchemy import (
     union_all,
 )
 
-from crm.models import AuditEvent, ConsentEvent, CustomerMerge
+from crm.models import AuditLog, ConsentEvent, CustomerMerge
 from crm.money import to_amount
 from crm.pagination import paginate
 
@@ -49,9 +49,11 @@ def crm_sources(ids: list[int]) -> list[Select[Any]]:
                     literal("merged customer ") + cast(CustomerMerge.source_id, String)
                     + literal(" into ") + cast(CustomerMerge.survivor_id, String)))
         .where(CustomerMerge.survivor_id.in_(ids) | CustomerMerge.source_id.in_(ids)),
-        select(*row(AuditEvent.created_at, "audit", AuditEvent.id,
-                    AuditEvent.action + literal(" by ") + AuditEvent.actor))
-        .where(AuditEvent.customer_id.in_(ids)),
+        select(*row(AuditLog.created_at, "audit", AuditLog.id,
+                    AuditLog.action + literal(" by ") + AuditLog.actor))
+        .where(AuditLog.object_type == "customer",
+               AuditLog.object_id.in_([str(i) for i in ids]),
+               AuditLog.action.in_(("export", "erase"))),  # the rest have their own rows
     ]
 
 

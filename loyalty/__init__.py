@@ -14,6 +14,7 @@ def init_app(app: Flask) -> None:
     from crm.timeline import timeline_sources
     from loyalty import (
         demo,
+        fraud,
         history,
         models,  # noqa: F401  (tables known to migrations)
     )
@@ -29,6 +30,7 @@ def init_app(app: Flask) -> None:
     api.register_blueprint(offers_blp, url_prefix="/api/v1")
     api.register_blueprint(rewards_blp, url_prefix="/api/v1")
     app.cli.add_command(loyalty_cli)
+    fraud.init_app(app)
     signals.customer_merged.connect(on_merged)
     signals.customer_unmerged.connect(on_unmerged)
     for registry, part in ((profile_extensions, profile_extension),

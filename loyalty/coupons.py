@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from crm import audit
 from crm.customers import get_customer
 from crm.db import db, insert_ignoring_conflicts, utcnow
 from crm.errors import Conflict, Invalid, get_or_404
@@ -81,6 +82,10 @@ def _check_offer(offer: Offer) -> None:
         raise Invalid("The offer is not consistent: see errors.", errors=errors)
 
 
+# Counters that every use changes are not settings: left out of the offer's audit rows.
+_NOT_AUDITED = ("id", "created_at", "updated_at", "uses", "spent")
+
+
 def create_offer(data: dict[str, Any]) -> Offer:
     currency = data.get("currency") or settings.program().currency
     offer = Offer(**amounts_to_minor({**data, "currency": currency}, currency,
@@ -88,6 +93,7 @@ def create_offer(data: dict[str, Any]) -> Offer:
     _check_offer(offer)
     db.session.add(offer)
     db.session.flush()
+    audit.record("create", "offer", offer.id, after=audit.columns(offer, _NOT_AUDITED))
     return offer
 
 
@@ -100,10 +106,12 @@ def update_offer(offer_id: int, data: dict[str, Any]) -> Offer:
     if "currency" in data and data["currency"] != offer.currency and offer.uses:
         raise Conflict("The offer has been used: its currency cannot change.")
     money = amounts_to_minor(data, data.get("currency", offer.currency), "min_spend", "budget")
+    before = audit.columns(offer, _NOT_AUDITED)
     for name, value in money.items():
         setattr(offer, name, value)
     _check_offer(offer)
     db.session.flush()
+    audit.record_change("update", "offer", offer.id, before, audit.columns(offer, _NOT_AUDITED))
     return offer
 
 
@@ -184,6 +192,8 @@ def issue(offer_id: int, count: int, *, prefix: str = "", length: int = 10,
         get_customer(customer_id)
     batch, codes = issue_codes(offer, count, prefix=prefix, length=length,
                                customer_id=customer_id)
+    audit.record("issue_coupons", "offer", offer.id,  # the codes themselves are secrets
+                 after={"batch": batch, "count": len(codes), "customer_id": customer_id})
     return {"offer_id": offer.id, "batch": batch, "count": len(codes),
             "codes": codes if len(codes) <= 1000 else []}
 

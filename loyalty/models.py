@@ -40,6 +40,8 @@ class Program(db.Model):
     expiry_days: Mapped[int] = mapped_column(default=365)
     allow_negative: Mapped[bool] = mapped_column(default=False)
     tier_grace_days: Mapped[int] = mapped_column(default=30)
+    # Points a till may spend without the member's one-time code (None: no code needed).
+    verification_threshold: Mapped[int | None] = mapped_column(BigInt)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -356,3 +358,21 @@ class RewardClaim(db.Model):
     coupon_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("coupons.id"))
     points: Mapped[int] = mapped_column(BigInt)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class VerificationCode(db.Model):
+    """A one-time code sent to a member to confirm spending points (loyalty/verification.py):
+    only its HMAC is kept."""
+
+    __tablename__ = "verification_codes"
+    __table_args__ = (Index("ix_verification_codes_customer", "customer_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("customers.id"))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    api_key_id: Mapped[int | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    used_for: Mapped[str | None] = mapped_column(String(120))  # the receipt or claim

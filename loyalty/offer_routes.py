@@ -7,9 +7,10 @@ import io
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Response, current_app, request
+from flask import Response, current_app, g, request
 from flask.views import MethodView
 
+from crm import alerts
 from crm.api import Blueprint
 from crm.auth import actor_of, current_key, require
 from crm.customers import get_customer
@@ -59,14 +60,24 @@ def _names_no_code() -> bool:
     return b'"coupon_codes"' not in request.get_data(cache=True)
 
 
+def _alert_guessing(limit: Any) -> None:
+    """Past the limit: the request gets 429, and the key an alert."""
+    key = g.get("api_key")
+    subject = f"key:{key.id}" if key is not None else "address:-"
+    alerts.raise_alert_apart("coupon_guessing", subject,
+                             f"More unknown coupon codes than {_guess_limit()} from {subject}.")
+
+
 # Unknown codes cost a caller from one budget, at /coupons/validate and in purchases,
 # on top of the caller's own limit (RATELIMIT_DEFAULT).
 guessing = limiter.shared_limit(_guess_limit, scope="coupon-guess",
-                                deduct_when=_guessed_a_code, override_defaults=False)
+                                deduct_when=_guessed_a_code, override_defaults=False,
+                                on_breach=_alert_guessing)
 guessing_in_sales = limiter.shared_limit(_guess_limit, scope="coupon-guess",
                                          deduct_when=_guessed_a_code,
                                          override_defaults=False,
-                                         exempt_when=_names_no_code)
+                                         exempt_when=_names_no_code,
+                                         on_breach=_alert_guessing)
 
 
 @offers_blp.route("/offers")
@@ -218,5 +229,7 @@ class RewardClaims(MethodView):
     @rewards_blp.arguments(RewardClaimInSchema)
     @rewards_blp.response(201, RewardClaimSchema)
     def post(self, data: dict[str, Any], reward_id: int) -> Any:
-        return rewards.claim(reward_id, data["customer_id"], actor_of(current_key()))
+        key = current_key()
+        return rewards.claim(reward_id, data["customer_id"], actor_of(key), key,
+                             data.get("verification_code"))
 

@@ -7,11 +7,12 @@ from typing import Any
 
 from sqlalchemy import Select, select
 
+from crm import audit
 from crm.customers import find_customer, get_customer
 from crm.db import db, utcnow
 from crm.errors import NotFound
 from crm.sql import Sql
-from loyalty import accounts, ledger, settings, tiers
+from loyalty import accounts, fraud, ledger, settings, tiers
 from loyalty.models import Account, LedgerEntry, Lot, Tier
 
 
@@ -61,8 +62,13 @@ def adjust(customer_id: int, points: int, reason: str, actor: str) -> dict[str, 
     customer_id = member(customer_id)
     with Sql() as sql:
         account = accounts.load(sql, customer_id, lots=points < 0)
+        before = account.balance
         ledger.adjust(account, settings.program(), points, reason=reason, actor=actor)
         accounts.save(sql, account)
+    audit.record("adjust_points", "customer", customer_id, actor=actor,
+                 before={"balance": before},
+                 after={"balance": account.balance, "points": points, "reason": reason[:200]})
+    fraud.note_adjustment(actor)
     return {"customer_id": customer_id, "points": points, "reason": reason,
             "balance": account.balance}
 

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from flask import current_app
 from sqlalchemy import bindparam, literal_column, select
 
-from crm import signals
+from crm import access, signals
 from crm.auth import actor_of
 from crm.customers import LOOKUPS, customer_lookup, customer_ref, find_customer
 from crm.db import db, insert_ignoring_conflicts, utcnow
@@ -30,7 +30,7 @@ from crm.keys import Caller, StoreRef
 from crm.models import Store
 from crm.money import MAX_MINOR, InvalidAmount, exponent, to_amount, to_minor
 from crm.sql import Sql, Statement, as_time, insert_for, lock
-from loyalty import accounts, coupons, ledger, settings, tiers
+from loyalty import accounts, coupons, ledger, settings, tiers, verification
 from loyalty.earning import Basket, Line, Member, points_for, to_points
 from loyalty.ledger import Account
 from loyalty.models import (
@@ -65,6 +65,7 @@ def store_for(key: Caller, store_code: str | None) -> Store | StoreRef:
     if store is None:
         raise Invalid(f"No store has the code {store_code!r}.",
                       errors={"store_code": ["No such store."]})
+    access.check_store_channel(key, store)
     return store
 
 
@@ -374,6 +375,7 @@ def record_purchase(data: dict[str, Any], key: Caller) -> tuple[dict[str, Any], 
     statements in all. Rare parts (coupons, returns posted before their sale, tiers) read
     through the session, after what is written has been sent."""
     store = store_for(key, data.get("store_code"))
+    verification.check_spend(data, key)  # fraud rules and the member's code, when spending
     currency = data["currency"]
     if currency != store.currency:
         raise Invalid(f"Store {store.code} sells in {store.currency}, not {currency}.",

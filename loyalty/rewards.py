@@ -4,16 +4,21 @@ enough points, out of stock, limit reached) spends nothing."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from sqlalchemy import Select, func, select, update
 
+from crm import audit
 from crm.db import db
 from crm.errors import Conflict, get_or_404
+from crm.keys import Caller
 from crm.sql import Sql
-from loyalty import accounts, coupons, ledger, settings
+from loyalty import accounts, coupons, ledger, settings, verification
 from loyalty.models import Coupon, Reward, RewardClaim
 from loyalty.points import member
+
+_NOT_AUDITED = ("id", "created_at", "updated_at", "stock")  # stock: every claim changes it
 
 
 def create_reward(data: dict[str, Any]) -> Reward:
@@ -21,6 +26,7 @@ def create_reward(data: dict[str, Any]) -> Reward:
     reward = Reward(**data)
     db.session.add(reward)
     db.session.flush()
+    audit.record("create", "reward", reward.id, after=audit.columns(reward, _NOT_AUDITED))
     return reward
 
 
@@ -38,17 +44,24 @@ def update_reward(reward_id: int, data: dict[str, Any]) -> Reward:
     reward = get_reward(reward_id)
     if "offer_id" in data:
         coupons.get_offer(data["offer_id"])
+    before = audit.columns(reward, _NOT_AUDITED)
     for name, value in data.items():
         setattr(reward, name, value)
     db.session.flush()
+    audit.record_change("update", "reward", reward.id, before,
+                        audit.columns(reward, _NOT_AUDITED))
     return reward
 
 
-def claim(reward_id: int, customer_id: int, actor: str) -> dict[str, Any]:
+def claim(reward_id: int, customer_id: int, actor: str, key: Caller | None = None,
+          code: str | None = None) -> dict[str, Any]:
     """Buy a reward with points: the member's account is locked, stock is taken with a
     conditional update, the points are spent through the ledger, a coupon is issued."""
     reward = get_reward(reward_id)
     customer_id = member(customer_id)
+    if key is not None:  # fraud rules, and the member's code when a till spends a lot
+        verification.check_spend({"verification_code": code}, key, reward.points_cost,
+                                 customer_id, use=f"reward:{reward.id}:{secrets.token_hex(8)}")
     if not reward.active:
         raise Conflict("This reward is not available.", reason="inactive")
     with Sql() as sql:  # the account is locked and read first: the checks use the session

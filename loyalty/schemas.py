@@ -40,6 +40,10 @@ class ProgramSchema(Schema):
                                  metadata={"description": "0: points never expire."})
     allow_negative = fields.Boolean()
     tier_grace_days = fields.Integer(strict=True, validate=validate.Range(0, 365))
+    verification_threshold = fields.Integer(
+        strict=True, allow_none=True, validate=validate.Range(0, MAX_POINTS),
+        metadata={"description": "Points a till may spend without the member's one-time "
+                  "code (POST /customers/{id}/verification); null: no code needed."})
     updated_at = fields.AwareDateTime(dump_only=True)
 
 
@@ -119,6 +123,9 @@ class PurchaseInSchema(Schema):
                         validate=validate.Length(1, 1000))
     redeem_points = fields.Integer(strict=True, load_default=0,
                                    validate=validate.Range(0, MAX_POINTS))
+    verification_code = fields.String(validate=validate.Length(1, 12), metadata={
+        "description": "The member's one-time code, when a till redeems more than the "
+                       "program's verification_threshold."})
     coupon_codes = fields.List(fields.String(validate=validate.Length(1, 40)),
                                load_default=list, validate=validate.Length(max=10))
 
@@ -374,6 +381,7 @@ class RewardSchema(Schema):
 class RewardClaimInSchema(Schema):
     customer_id = fields.Integer(strict=True, required=True,
                                  validate=validate.Range(1, 2**63 - 1))
+    verification_code = fields.String(validate=validate.Length(1, 12))
 
 
 class RewardClaimSchema(Schema):

@@ -10,6 +10,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import Select, select
 
+from crm import audit
 from crm.db import db
 from crm.errors import Conflict, Invalid, get_or_404
 from crm.money import amounts_to_minor
@@ -67,9 +68,11 @@ def program() -> Program:
 def update_program(data: dict[str, Any]) -> Program:
     forget()
     row = program()
+    before = audit.columns(row)
     for field, value in data.items():
         setattr(row, field, value)
     db.session.flush()
+    audit.record_change("update", "program", row.id, before, audit.columns(row))
     return row
 
 
@@ -98,6 +101,7 @@ def create_tier(data: dict[str, Any]) -> Tier:
     tier = Tier(**data)
     db.session.add(tier)
     db.session.flush()
+    audit.record("create", "tier", tier.id, after=audit.columns(tier))
     return tier
 
 
@@ -110,9 +114,11 @@ def update_tier(tier_id: int, data: dict[str, Any]) -> Tier:
     tier = get_tier(tier_id)
     data = _program_money(data, "threshold_spend")
     _check_tier(data, tier_id)
+    before = audit.columns(tier)
     for field, value in data.items():
         setattr(tier, field, value)
     db.session.flush()
+    audit.record_change("update", "tier", tier.id, before, audit.columns(tier))
     return tier
 
 
@@ -124,6 +130,7 @@ def delete_tier(tier_id: int) -> None:
     if members is not None:
         raise Conflict("Members hold this tier: change its thresholds or let the next "
                        "tier review move them first.")
+    audit.record("delete", "tier", tier.id, before=audit.columns(tier))
     db.session.delete(tier)
     db.session.flush()
 
@@ -150,6 +157,7 @@ def create_rule(data: dict[str, Any]) -> EarningRule:
     _check_rule(rule)
     db.session.add(rule)
     db.session.flush()
+    audit.record("create", "earning_rule", rule.id, after=audit.columns(rule))
     return rule
 
 
@@ -160,10 +168,12 @@ def get_rule(rule_id: int) -> EarningRule:
 def update_rule(rule_id: int, data: dict[str, Any]) -> EarningRule:
     forget()
     rule = get_rule(rule_id)
+    before = audit.columns(rule)
     for field, value in _program_money(data, "min_spend").items():
         setattr(rule, field, value)
     _check_rule(rule)
     db.session.flush()
+    audit.record_change("update", "earning_rule", rule.id, before, audit.columns(rule))
     return rule
 
 
@@ -171,5 +181,8 @@ def delete_rule(rule_id: int) -> None:
     forget()
     """Rules that gave points are kept for the record and switched off instead."""
     rule = get_rule(rule_id)
+    if rule.active:
+        audit.record("delete", "earning_rule", rule.id, before={"active": True},
+                     after={"active": False})
     rule.active = False
     db.session.flush()

@@ -19,7 +19,7 @@ from sqlalchemy import make_url, text
 from werkzeug.serving import make_server
 
 from campaigns import surveys
-from crm import create_app, keys
+from crm import create_app, intrusion, key_usage, keys
 from crm.db import db, write_intent
 from crm.limits import limiter
 from loyalty import settings
@@ -70,13 +70,24 @@ def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 def _empty_tables(app: Flask) -> None:
+    """Empty every table. The audit log refuses UPDATE, DELETE and TRUNCATE by trigger:
+    here (tests only) the triggers are set aside and put back in the same transaction."""
     with app.app_context():
         tables = [t.name for t in db.metadata.sorted_tables]
         if db.engine.dialect.name == "postgresql":
+            db.session.execute(text("ALTER TABLE audit_log DISABLE TRIGGER USER"))
             db.session.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            db.session.execute(text("ALTER TABLE audit_log ENABLE TRIGGER USER"))
         else:
+            triggers = db.session.execute(text(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
+                "AND tbl_name = 'audit_log'")).all()
+            for name, _ in triggers:
+                db.session.execute(text(f"DROP TRIGGER {name}"))
             for name in reversed(tables):
                 db.session.execute(text(f"DELETE FROM {name}"))
+            for _, sql in triggers:
+                db.session.execute(text(sql))
         db.session.commit()
 
 
@@ -87,6 +98,8 @@ def _fresh_state(app: Flask) -> Iterator[None]:
     limiter.reset()
     settings.forget()
     surveys.forget()
+    intrusion.forget()
+    key_usage.forget()
     with app.app_context():
         keys.forget_callers()
 

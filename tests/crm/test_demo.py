@@ -19,8 +19,11 @@ def test_demo_loads_once_and_prints_working_keys(runner, client, factory):
     assert set(keys) == {"demo-admin", "demo-marketing", "demo-shop", "demo-pos-NYC01",
                          "demo-pos-SFO01"}
     r = client.get("/api/v1/customers?page_size=5",
-                   headers={"Authorization": f"Bearer {keys['demo-pos-NYC01']}"})
+                   headers={"Authorization": f"Bearer {keys['demo-shop']}"})
     assert r.status_code == 200 and len(r.json["items"]) == 5
+    r = client.get("/api/v1/customers?page_size=5",  # a till lists no one
+                   headers={"Authorization": f"Bearer {keys['demo-pos-NYC01']}"})
+    assert r.status_code == 403
     old = dict(line.split() for line in first.output.splitlines()[1:])
     r = client.get("/api/v1/stores", headers={"Authorization": f"Bearer {old['demo-admin']}"})
     assert r.status_code == 401

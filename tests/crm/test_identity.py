@@ -5,7 +5,7 @@ from datetime import date
 from sqlalchemy import func, select
 
 from crm.db import db
-from crm.models import AuditEvent, DuplicateSuggestion
+from crm.models import AuditLog, DuplicateSuggestion
 
 
 def test_likely_duplicates_with_score_and_reasons(client, factory, runner):
@@ -48,7 +48,8 @@ def test_export_holds_everything_and_is_recorded(client, factory):
     assert body["identifiers"][0]["value"] == "ada@example.com"
     assert body["consent_history"][0]["granted"] is True
     assert body["loyalty"]["accounts"] == [] and "purchases" in body["loyalty"]
-    assert db.session.scalar(select(AuditEvent.action)) == "export"
+    assert db.session.scalar(select(AuditLog.action).where(AuditLog.action == "export")
+                             .where(AuditLog.object_type == "customer")) == "export"
     assert client.get(f"/api/v1/customers/{c.id}/export",
                       headers=factory.headers("shop")).status_code == 403
 
@@ -75,8 +76,8 @@ def test_erasure_removes_personal_data_and_keeps_totals(client, factory):
     # the address is free again: a new customer may use it
     assert client.post("/api/v1/customers", headers=pos,
                        json={"email": "ada@example.com"}).status_code == 201
-    assert db.session.scalar(select(func.count()).select_from(AuditEvent)
-                             .where(AuditEvent.action == "erase")) == 1
+    assert db.session.scalar(select(func.count()).select_from(AuditLog)
+                             .where(AuditLog.action == "erase")) == 1
     assert client.delete(f"/api/v1/customers/{c.id}", headers=pos).status_code == 403
     assert client.patch(f"/api/v1/customers/{c.id}", headers=factory.headers("shop"),
                         json={"first_name": "Back"}).status_code == 409

@@ -1,9 +1,10 @@
 import time
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import select, update
 
-from crm.db import db, utcnow
+from crm.db import db, utcnow, write_intent
 from crm.models import ApiKey
 
 
@@ -125,6 +126,15 @@ def test_a_store_changed_here_is_seen_by_its_tills_at_once(client, factory):
     assert authenticate(till["Authorization"].split()[1]).store.timezone == "Asia/Tokyo"
 
 
+@contextmanager
+def _writing():
+    token = write_intent.set(True)
+    try:
+        yield
+    finally:
+        write_intent.reset(token)
+
+
 def test_a_request_racing_a_revocation_does_not_keep_the_key(app, live_server, factory):
     """A request that reads the key while its revocation is not yet committed must not
     cache it (found by review: it was trusted for API_KEY_CACHE_SECONDS more)."""
@@ -140,7 +150,9 @@ def test_a_request_racing_a_revocation_does_not_keep_the_key(app, live_server, f
         return requests.get(f"{live_server}/api/v1/stores", headers=headers,
                             timeout=30).status_code
 
-    with app.app_context():  # DELETE /api/v1/api-keys/<id>, in this process
+    # DELETE /api/v1/api-keys/<id>, in this process: a write transaction from its start
+    # (BEGIN IMMEDIATE), as a request's (the key's last use is written meanwhile).
+    with app.app_context(), _writing():
         keys.revoke_key(key_id)
         assert get() == 200  # arrives before the revocation commits: reads the old row
         db.session.commit()

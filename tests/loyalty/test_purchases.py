@@ -102,9 +102,12 @@ def test_store_binding_and_currency(client, till, factory):
     r = client.post("/api/v1/purchases", headers=shop, json=body)
     assert r.status_code == 422 and "store_code" in r.get_json()["errors"]
     r = client.post("/api/v1/purchases", headers=shop, json={**body, "store_code": "LON01"})
+    assert r.status_code == 403  # a street store's sales come from its own tills
+    factory.store("WEB01", currency="GBP", timezone="Europe/London", channel="online")
+    r = client.post("/api/v1/purchases", headers=shop, json={**body, "store_code": "WEB01"})
     assert r.status_code == 201
     r = client.post("/api/v1/purchases", headers=factory.headers("marketing"),
-                    json={**body, "store_code": "LON01"})
+                    json={**body, "store_code": "WEB01"})
     assert r.status_code == 403
 
 
