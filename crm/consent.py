@@ -7,8 +7,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import Select, select
 
+from crm import signals
 from crm.db import db, utcnow
 from crm.models import ConsentEvent, Customer
 
@@ -21,6 +23,9 @@ def record_consent(customer: Customer, choices: dict[str, bool], source: str,
         setattr(customer, f"consent_{channel}", granted)
         db.session.add(ConsentEvent(customer_id=customer.id, channel=channel, granted=granted,
                                     source=source[:40], store_id=store_id, created_at=at))
+    if choices:
+        signals.consent_changed.send(current_app._get_current_object(),
+                                     customer_id=customer.id, choices=choices, source=source)
 
 
 def history(customer_ids: list[int]) -> Select[tuple[ConsentEvent]]:

@@ -13,3 +13,13 @@ purchase_recorded = _signals.signal("purchase-recorded")
 purchase_returned = _signals.signal("purchase-returned")
 security_alert_raised = _signals.signal("security-alert-raised")
 tier_changed = _signals.signal("tier-changed")
+# One per ledger row: customer_id, kind, cause, points, pending, balance_after, purchase_id.
+points_changed = _signals.signal("points-changed")
+# customer_id, choices ({"sms": True, ...}), source.
+consent_changed = _signals.signal("consent-changed")
+# coupon_id, offer_id, purchase_id, customer_id, discount_minor.
+coupon_redeemed = _signals.signal("coupon-redeemed")
+# customer (the new one), referral_code, referral_optional: loyalty attributes the referral.
+referral_code_given = _signals.signal("referral-code-given")
+# event (qualified, rewarded, reversed), referral_id, referrer_id, friend_id, status, ...
+referral_changed = _signals.signal("referral-changed")

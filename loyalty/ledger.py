@@ -20,8 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from flask import current_app
 from sqlalchemy import case, func, select
 
+from crm import signals
 from crm.db import db, insert_ignoring_conflicts, utcnow
 from crm.errors import Conflict
 from crm.models import Customer
@@ -189,6 +191,7 @@ def _post(account: Account, kind: str, cause: str, *, points: int = 0, pending: 
                         points=points, pending=pending, balance_after=account.balance,
                         occurred_at=occurred_at or utcnow(), **fields)
     _keep(account, entry)
+    signals.points_changed.send(current_app._get_current_object(), customer_id=account.customer_id, kind=kind, cause=cause, points=points, pending=pending, balance_after=account.balance, purchase_id=fields.get("purchase_id"))  # noqa: E501
     return entry
 
 

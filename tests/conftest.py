@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import make_url, text
 from werkzeug.serving import make_server
 
-from campaigns import surveys
+from campaigns import hooks, surveys
 from crm import create_app, keys
 from crm.db import db, write_intent
 from crm.limits import limiter
@@ -86,6 +86,7 @@ def _fresh_state(app: Flask) -> Iterator[None]:
     limiter.reset()
     settings.forget()
     surveys.forget()
+    hooks.forget()
     with app.app_context():
         keys.forget_callers()
 
