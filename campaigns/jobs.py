@@ -17,6 +17,7 @@ from campaigns import hook_delivery, planner, segments, sender, surveys
 from campaigns.models import JobStatus
 from crm.db import db, utcnow
 from loyalty import jobs as loyalty_jobs
+from loyalty import referrals
 
 log = logging.getLogger("campaigns.jobs")
 NODE = f"{socket.gethostname()}:{os.getpid()}"[:100]
@@ -36,6 +37,7 @@ def schedule(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "deliver-webhooks": {"trigger": "interval",
                              "seconds": config["WEBHOOK_DELIVER_INTERVAL_SECONDS"]},
         "prune-webhooks": {"trigger": "cron", "hour": 4, "minute": 10},
+        "reward-referrals": {"trigger": "interval", "minutes": 10},
     }
 
 
@@ -50,6 +52,7 @@ WORK: dict[str, Callable[[], Any]] = {
     "review-tiers": loyalty_jobs.review_tiers,
     "deliver-webhooks": hook_delivery.deliver,
     "prune-webhooks": hook_delivery.prune,
+    "reward-referrals": referrals.reward_due,
 }
 
 _app: Flask | None = None

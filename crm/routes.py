@@ -21,6 +21,7 @@ from crm.schemas import (
     ApiKeyPageSchema,
     ConsentInSchema,
     ConsentStateSchema,
+    CustomerCreateSchema,
     CustomerInSchema,
     CustomerPageSchema,
     CustomerQuerySchema,
@@ -119,7 +120,7 @@ class Customers(MethodView):
         return body, status, headers
 
     @require("pos", "shop")
-    @customers_blp.arguments(CustomerInSchema)
+    @customers_blp.arguments(CustomerCreateSchema)
     @customers_blp.response(201, CustomerSchema)
     def post(self, data: dict[str, Any]) -> Any:
         customer = customers.create_customer(data, source_of(current_key()))

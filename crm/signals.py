@@ -19,7 +19,10 @@ points_changed = _signals.signal("points-changed")
 consent_changed = _signals.signal("consent-changed")
 # coupon_id, offer_id, purchase_id, customer_id, discount_minor.
 coupon_redeemed = _signals.signal("coupon-redeemed")
-# customer (the new one), referral_code, referral_optional: loyalty attributes the referral.
-referral_code_given = _signals.signal("referral-code-given")
+# customer_created also carries referral_code and referral_optional (loyalty attributes).
+# Shop sync: codes=set -> receivers return {code: problem or None}, before writing;
+referral_codes_check = _signals.signal("referral-codes-check")
+# then given=[(customer_id, code, is_new)] for the members written.
+referral_codes_given = _signals.signal("referral-codes-given")
 # event (qualified, rewarded, reversed), referral_id, referrer_id, friend_id, status, ...
 referral_changed = _signals.signal("referral-changed")

@@ -22,7 +22,7 @@ from campaigns import hooks, surveys
 from crm import create_app, keys
 from crm.db import db, write_intent
 from crm.limits import limiter
-from loyalty import settings
+from loyalty import referrals, settings
 from tests.factories import Factory
 
 
@@ -87,6 +87,7 @@ def _fresh_state(app: Flask) -> Iterator[None]:
     settings.forget()
     surveys.forget()
     hooks.forget()
+    referrals.forget()
     with app.app_context():
         keys.forget_callers()
 
