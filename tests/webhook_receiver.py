@@ -1,9 +1,13 @@
 """A local HTTP server that receives our webhooks, records each request and answers
-with the statuses it is told (then 200), for tests and the delivery benchmark."""
+with the statuses it is told (then 200), for tests and the delivery benchmark
+(``python -m tests.webhook_receiver --port N``: GET /_stats counts what arrived)."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,9 +22,10 @@ class Received:
 
 
 class Receiver:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.received: list[Received] = []
         self.answers: deque[int] = deque()
+        self.first = self.last = 0.0  # when the first and the last request arrived
         self.lock = threading.Lock()
         receiver = self
 
@@ -30,6 +35,8 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver.lock:
+                    receiver.first = receiver.first or time.time()
+                    receiver.last = time.time()
                     receiver.received.append(Received(
                         self.path, {k.lower(): v for k, v in self.headers.items()},
                         body.decode()))
@@ -42,10 +49,23 @@ class Receiver:
                 self.end_headers()
                 self.wfile.write(answer)
 
+            def do_GET(self) -> None:
+                with receiver.lock:
+                    ids = receiver.ids()
+                answer = json.dumps({"requests": len(ids), "distinct": len(set(ids)),
+                                     "first": receiver.first, "last": receiver.last}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
             def log_message(self, *_: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128  # socketserver's 5 refuses bursts of connections
+
+        self.server = Server(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -66,3 +86,9 @@ class Receiver:
 
     def ids(self) -> list[str]:
         return [r.headers["webhook-id"] for r in self.received]
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    Receiver(parser.parse_args().port).server.serve_forever()
