@@ -383,3 +383,87 @@ def test_history_is_pruned_after_the_retention(hook, client, admin, receiver, ap
     db.session.commit()
     assert db.session.scalar(select(func.count()).select_from(WebhookDelivery)) == 0
     hooks.forget()
+
+
+def test_each_kind_of_change_is_an_event_with_ids_only(hook, client, till, factory, admin,
+                                                       receiver):
+    created = hook(["*"])
+    marketing = factory.headers("marketing")
+    r = client.post("/api/v1/loyalty/tiers", headers=admin,
+                    json={"name": "Gold", "threshold_points": 10})
+    assert r.status_code == 201, r.get_json()
+    offer = client.post("/api/v1/offers", headers=marketing, json={
+        "name": "Five off", "kind": "amount", "value": "5.00"}).get_json()
+    [code] = client.post(f"/api/v1/offers/{offer['id']}/coupons", headers=marketing,
+                         json={"count": 1}).get_json()["codes"]
+    person = client.post("/api/v1/customers", headers=till.headers, json={
+        "email": "events@example.com", "phone": "+14155550123",
+        "consent": {"sms": True}}).get_json()
+    sale = till.buy({"id": person["id"]}, "30.00", coupon_codes=[code]).get_json()
+    till.give_back(sale["id"], amount="25.00")
+    other = factory.customer(email="other-events@example.com")
+    assert client.post(f"/api/v1/customers/{person['id']}/merge", headers=admin, json={
+        "source_customer_id": other.id}).status_code == 200
+    assert client.post(f"/api/v1/customers/{person['id']}/unmerge", headers=admin, json={
+        "source_customer_id": other.id}).status_code == 200
+    assert client.delete(f"/api/v1/customers/{other.id}", headers=admin).status_code == 200
+    deliver()
+    types = Counter(b["type"] for b in bodies(receiver))
+    for kind in ("customer.created", "customer.consent.changed", "purchase.recorded",
+                 "customer.points.changed", "coupon.redeemed", "customer.tier.changed",
+                 "purchase.returned", "customer.merged", "customer.unmerged",
+                 "customer.erased"):
+        assert types[kind] >= 1, (kind, types)
+    for received in receiver.received:
+        Webhook(created["secret"]).verify(received.body, received.headers)
+        for personal in ("events@example.com", "4155550123", "other-events"):
+            assert personal not in received.body
+    mine = [b["data"]["sequence"] for b in bodies(receiver)
+            if b["data"].get("customer_id") == person["id"]]
+    assert sorted(mine) == list(range(1, len(mine) + 1))
+    returned = next(b for b in bodies(receiver) if b["type"] == "purchase.returned")
+    assert (returned["data"]["purchase_id"], returned["data"]["returned"]) == \
+        (sale["id"], "25.00")
+
+
+def test_survey_answers_and_referrals_are_events(hook, client, till, factory, admin,
+                                                 receiver):
+    from campaigns import surveys
+    from campaigns.models import SurveyInvitation
+
+    hook(["survey.answered", "referral.*"])
+    client.put("/api/v1/loyalty/referral-program", headers=admin, json={
+        "enabled": True, "referrer_points": 10, "friend_points": 5})
+    assert client.post("/api/v1/surveys", headers=factory.headers("marketing"), json={
+        "name": "After purchase", "kind": "nps", "question": "Recommend us?"}
+    ).status_code == 201
+    referrer = factory.customer()
+    code = client.get(f"/api/v1/customers/{referrer.id}/referral",
+                      headers=till.headers).get_json()["code"]
+    friend = client.post("/api/v1/customers", headers=till.headers, json={
+        "email": "friend-events@example.com", "phone": "+14155550199",
+        "consent": {"sms": True}, "referral_code": code}).get_json()
+    till.buy({"id": friend["id"]}, "10.00")
+    db.session.rollback()
+    surveys.dispatch(utcnow() + timedelta(hours=3))
+    db.session.commit()
+    invitation = db.session.scalar(select(SurveyInvitation.id))
+    surveys.answer(invitation, 9, "Lovely", "web")
+    db.session.commit()
+    deliver()
+    by_type = {b["type"]: b["data"] for b in bodies(receiver)}
+    assert set(by_type) == {"referral.qualified", "referral.rewarded", "survey.answered"}
+    assert by_type["referral.rewarded"]["customer_id"] == referrer.id
+    assert (by_type["referral.rewarded"]["friend_id"],
+            by_type["referral.rewarded"]["referrer_points"]) == (friend["id"], 10)
+
+
+def test_deleting_an_endpoint_drops_its_deliveries(hook, client, admin):
+    created = hook(["webhook.test"])
+    client.post(f"/api/v1/webhook-endpoints/{created['id']}/test", headers=admin)
+    assert client.delete(f"/api/v1/webhook-endpoints/{created['id']}",
+                         headers=admin).status_code == 204
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(WebhookDelivery)) == 0
+    assert client.get(f"/api/v1/webhook-endpoints/{created['id']}",
+                      headers=admin).status_code == 404
