@@ -53,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_SECRET_OVERLAP_HOURS": 24.0,  # the old secret signs too after a rotation
     "WEBHOOK_DISABLE_AFTER_DAYS": 5,  # failing with no success this long: disabled
     "WEBHOOK_RETENTION_DAYS": 30,
+    "WEBHOOK_CA_FILE": "",  # CA certificates to trust instead of the system's ("": those)
     "SQLITE_BUSY_TIMEOUT_S": 15.0,
     "MAX_CONTENT_LENGTH": 4 * 1024 * 1024,
     "LOG_LEVEL": "INFO",

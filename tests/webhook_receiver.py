@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import ssl
 import threading
 import time
 from collections import deque
@@ -72,6 +73,10 @@ class Receiver:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_port}/hooks"
+
+    def use_tls(self, context: ssl.SSLContext) -> None:
+        """Answer https instead (before start)."""
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
 
     def start(self) -> Receiver:
         self.thread.start()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -467,3 +468,39 @@ def test_deleting_an_endpoint_drops_its_deliveries(hook, client, admin):
     assert db.session.scalar(select(func.count()).select_from(WebhookDelivery)) == 0
     assert client.get(f"/api/v1/webhook-endpoints/{created['id']}",
                       headers=admin).status_code == 404
+
+
+def test_https_goes_to_the_checked_address_with_the_names_host_and_tls_name(
+        app, client, admin, tmp_path):
+    """The URL names a host; the sender connects to the address it checked and still
+    presents that name (Host header, TLS server name), and verifies the certificate."""
+    import trustme
+
+    authority = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("localhost").configure_cert(context)
+    server = Receiver()
+    server.use_tls(context)
+    server.start()
+    ca_file = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(ca_file))
+    saved = {name: app.config[name] for name in ("WEBHOOK_ALLOW_PRIVATE", "WEBHOOK_CA_FILE")}
+    app.config.update(WEBHOOK_ALLOW_PRIVATE=True, WEBHOOK_CA_FILE=str(ca_file))
+    try:
+        url = f"https://localhost:{server.server.server_port}/hooks?from=crm"
+        created = client.post("/api/v1/webhook-endpoints", headers=admin, json={
+            "url": url, "event_types": ["webhook.test"]}).get_json()
+        client.post(f"/api/v1/webhook-endpoints/{created['id']}/test", headers=admin)
+        assert deliver()["succeeded"] == 1
+        [received] = server.received
+        assert received.path == "/hooks?from=crm"
+        assert received.headers["host"] == f"localhost:{server.server.server_port}"
+        Webhook(created["secret"]).verify(received.body, received.headers)
+        app.config["WEBHOOK_CA_FILE"] = ""  # a certificate nobody trusts: no delivery
+        client.post(f"/api/v1/webhook-endpoints/{created['id']}/test", headers=admin)
+        assert deliver()["queued"] == 1
+        assert "CERTIFICATE_VERIFY_FAILED" in db.session.scalar(
+            select(WebhookDelivery.last_error).where(WebhookDelivery.status == "queued"))
+    finally:
+        app.config.update(saved)
+        server.stop()
