@@ -12,10 +12,13 @@ def init_app(app: Flask) -> None:
     from campaigns import (
         demo,
         history,
+        hook_events,
+        hook_models,  # noqa: F401  (tables known to migrations)
         models,  # noqa: F401  (tables known to migrations)
         surveys,
     )
-    from campaigns.cli import messages_cli, scheduler_cli, surveys_cli
+    from campaigns.cli import messages_cli, scheduler_cli, surveys_cli, webhooks_cli
+    from campaigns.hook_routes import hooks_blp
     from campaigns.planner import on_tier_changed
     from campaigns.routes import campaigns_blp, messages_blp, segments_blp, surveys_blp
     from campaigns.segments import member_condition
@@ -34,10 +37,12 @@ def init_app(app: Flask) -> None:
     api.register_blueprint(segments_blp, url_prefix="/api/v1")
     api.register_blueprint(campaigns_blp, url_prefix="/api/v1")
     api.register_blueprint(verification_blp, url_prefix="/api/v1")
+    api.register_blueprint(hooks_blp, url_prefix="/api/v1")
+    hook_events.connect()
     customer_filters["segment_id"] = member_condition
     app.register_blueprint(webhooks)
     app.register_blueprint(survey_page)
-    for command in (scheduler_cli, messages_cli, surveys_cli):
+    for command in (scheduler_cli, messages_cli, surveys_cli, webhooks_cli):
         app.cli.add_command(command)
     signals.purchase_recorded.connect(surveys.on_purchase)
     signals.customer_erased.connect(history.on_erased)

@@ -12,13 +12,14 @@ from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from campaigns import jobs, scheduler, sender
+from campaigns import hook_delivery, jobs, scheduler, sender
 from campaigns.models import JobStatus
 from crm.db import db
 
 scheduler_cli = AppGroup("scheduler", help="The job scheduler.")
 messages_cli = AppGroup("messages", help="The SMS outbox.")
 surveys_cli = AppGroup("surveys", help="Satisfaction surveys.")
+webhooks_cli = AppGroup("webhooks", help="Outgoing webhooks.")
 
 
 @scheduler_cli.command("run")
@@ -66,3 +67,12 @@ def send_command(budget: float) -> None:
 def dispatch_command() -> None:
     """Turn due survey invitations into SMS now."""
     click.echo(json.dumps(jobs.run_here("dispatch-surveys")))
+
+
+@webhooks_cli.command("deliver")
+@click.option("--budget", type=float, default=50.0, show_default=True,
+              help="Stop starting new batches after this many seconds.")
+def deliver_command(budget: float) -> None:
+    """Send the webhook deliveries that are due now."""
+    click.echo(json.dumps(hook_delivery.deliver(budget_seconds=budget)))
+    db.session.commit()

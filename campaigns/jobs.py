@@ -13,10 +13,11 @@ from typing import Any
 from flask import Flask, current_app
 from sqlalchemy.exc import SQLAlchemyError
 
-from campaigns import planner, segments, sender, surveys
+from campaigns import hook_delivery, planner, segments, sender, surveys
 from campaigns.models import JobStatus
 from crm.db import db, utcnow
 from loyalty import jobs as loyalty_jobs
+from loyalty import referrals
 
 log = logging.getLogger("campaigns.jobs")
 NODE = f"{socket.gethostname()}:{os.getpid()}"[:100]
@@ -33,6 +34,10 @@ def schedule(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "review-tiers": {"trigger": "cron", "hour": 3, "minute": 15},
         "run-campaigns": {"trigger": "interval", "seconds": config["CAMPAIGN_RUN_SECONDS"]},
         "refresh-insights": {"trigger": "cron", "hour": 2, "minute": 30},
+        "deliver-webhooks": {"trigger": "interval",
+                             "seconds": config["WEBHOOK_DELIVER_INTERVAL_SECONDS"]},
+        "prune-webhooks": {"trigger": "cron", "hour": 4, "minute": 10},
+        "reward-referrals": {"trigger": "interval", "minutes": 10},
     }
 
 
@@ -45,6 +50,9 @@ WORK: dict[str, Callable[[], Any]] = {
     "release-pending": loyalty_jobs.release_pending,
     "expire-points": loyalty_jobs.expire_points,
     "review-tiers": loyalty_jobs.review_tiers,
+    "deliver-webhooks": hook_delivery.deliver,
+    "prune-webhooks": hook_delivery.prune,
+    "reward-referrals": referrals.reward_due,
 }
 
 _app: Flask | None = None

@@ -7,6 +7,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from campaigns.campaign_settings import TRIGGERS
+from campaigns.hook_models import DELIVERY_STATUSES
 from campaigns.models import MESSAGE_STATUSES, PURPOSES, SURVEY_KINDS
 from crm.schemas import Moment, PageArgs, QuietHoursSchema, Text, page_of
 
@@ -217,3 +218,69 @@ class CampaignReportSchema(Schema):
     groups = fields.Dict(keys=fields.String(), values=fields.Nested(GroupSchema))
     lift = fields.Dict(metadata={"description": "conversion difference targeted - holdout "
                                  "with its 95% interval, relative lift, incremental revenue"})
+
+
+class WebhookEndpointSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    url = fields.String(required=True, validate=validate.Length(1, 2000))
+    event_types = fields.List(fields.String(validate=validate.Length(1, 64)), required=True,
+                              validate=validate.Length(1, 50),
+                              metadata={"example": ["purchase.*", "customer.points.changed"]})
+    description = Text(allow_none=True, validate=validate.Length(0, 500))
+    enabled = fields.Boolean(load_default=True)
+    disabled_reason = fields.String(dump_only=True, allow_none=True)
+    failing_since = fields.AwareDateTime(dump_only=True, allow_none=True)
+    previous_secret_until = fields.AwareDateTime(dump_only=True, allow_none=True)
+    created_at = fields.AwareDateTime(dump_only=True)
+    updated_at = fields.AwareDateTime(dump_only=True)
+
+
+class WebhookEndpointCreatedSchema(WebhookEndpointSchema):
+    secret = fields.String(dump_only=True, metadata={
+        "description": "whsec_...: shown once, at creation and at each rotation."})
+
+
+WebhookEndpointPageSchema = page_of(WebhookEndpointSchema, "WebhookEndpointPage")
+
+
+class WebhookAttemptSchema(Schema):
+    started_at = fields.AwareDateTime()
+    duration_ms = fields.Integer()
+    status_code = fields.Integer(allow_none=True)
+    error = fields.String(allow_none=True)
+    response_head = fields.String(allow_none=True)
+
+
+class WebhookDeliverySchema(Schema):
+    id = fields.Integer()
+    endpoint_id = fields.Integer()
+    event_id = fields.Integer()
+    webhook_id = fields.String(attribute="event.msg_id")
+    type = fields.String(attribute="event.type")
+    status = fields.String(metadata={"enum": list(DELIVERY_STATUSES)})
+    attempts = fields.Integer()
+    next_attempt_at = fields.AwareDateTime()
+    last_status_code = fields.Integer(allow_none=True)
+    last_error = fields.String(allow_none=True)
+    created_at = fields.AwareDateTime()
+    history = fields.List(fields.Nested(WebhookAttemptSchema))
+
+
+WebhookDeliveryPageSchema = page_of(WebhookDeliverySchema, "WebhookDeliveryPage")
+
+
+class WebhookDeliveryQuerySchema(PageArgs):
+    status = fields.String(validate=validate.OneOf(DELIVERY_STATUSES))
+
+
+class WebhookRecoverSchema(Schema):
+    since = fields.AwareDateTime(required=True)
+
+
+class WebhookRecoveredSchema(Schema):
+    queued = fields.Integer()
+
+
+class WebhookTestSchema(Schema):
+    event_id = fields.Integer()
+    webhook_id = fields.String()

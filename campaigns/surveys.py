@@ -22,7 +22,7 @@ from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import Select, case, func, select
 
-from campaigns import outbox
+from campaigns import hook_events, outbox
 from campaigns.models import Survey, SurveyInvitation, SurveyResponse
 from crm.db import db, insert_ignoring_conflicts, utcnow
 from crm.errors import Conflict, DomainError, Invalid, NotFound, get_or_404
@@ -232,6 +232,7 @@ def answer(invitation_id: int, score: Any, comment: str | None, channel: str
     inv.status = "answered"
     db.session.add(response)
     db.session.flush()
+    hook_events.survey_answered(response)
     return response
 
 

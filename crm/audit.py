@@ -27,7 +27,7 @@ from sqlalchemy import Select, select
 
 from crm.db import db, utcnow
 from crm.models import AuditLog
-from crm.sql import lock_name
+from crm.sql import lock
 
 GENESIS = "0" * 64
 PERSONAL = frozenset({"email", "phone", "card_number", "card", "first_name", "last_name",
@@ -101,7 +101,7 @@ def record_many(entries: list[Entry], actor: str | None = None) -> list[AuditLog
             if leaked:
                 raise ValueError(f"personal fields in an audit row: {sorted(leaked)}")
     who, store_id, address, request_id = _who()
-    lock_name("audit-log")  # the chain is one sequence: writers take turns
+    lock("audit-log")  # the chain is one sequence: writers take turns
     last = db.session.execute(select(AuditLog.id, AuditLog.hash)
                               .order_by(AuditLog.id.desc()).limit(1)).first()
     next_id, prev = (last.id + 1, last.hash) if last else (1, GENESIS)

@@ -44,6 +44,16 @@ DEFAULTS: dict[str, Any] = {
     "SMS_HELP_TEXT": "Loyalty program messages. Reply STOP to opt out, START to opt in.",
     "SMS_OPT_IN_TEXT": "You will get our messages again. Reply STOP to opt out.",
     "SURVEY_ANSWER_DAYS": 7,  # how long a survey invitation (reply or link) stays open
+    "WEBHOOK_ALLOW_PRIVATE": False,  # 1: http and private addresses (never in production)
+    "WEBHOOK_DELIVER_INTERVAL_SECONDS": 2.0,  # how often the scheduler sends webhooks
+    "WEBHOOK_BATCH_SIZE": 200,  # deliveries claimed at once
+    "WEBHOOK_CONCURRENCY": 16,  # requests in flight at once
+    "WEBHOOK_TIMEOUT_SECONDS": 10.0,  # per attempt (connect, and each read)
+    "WEBHOOK_CLAIM_TIMEOUT_SECONDS": 300.0,  # a claim older than this: its scheduler died
+    "WEBHOOK_SECRET_OVERLAP_HOURS": 24.0,  # the old secret signs too after a rotation
+    "WEBHOOK_DISABLE_AFTER_DAYS": 5,  # failing with no success this long: disabled
+    "WEBHOOK_RETENTION_DAYS": 30,
+    "WEBHOOK_CA_FILE": "",  # CA certificates to trust instead of the system's ("": those)
     "SQLITE_BUSY_TIMEOUT_S": 15.0,
     "MAX_CONTENT_LENGTH": 4 * 1024 * 1024,
     "PROXY_COUNT": 0,  # proxies in front whose X-Forwarded-For/-Proto are trusted

@@ -7,9 +7,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import Select, select
 
-from crm import audit
+from crm import audit, signals
 from crm.db import db, utcnow
 from crm.models import ConsentEvent, Customer
 
@@ -27,6 +28,8 @@ def record_consent(customer: Customer, choices: dict[str, bool], source: str,
         audit.record("consent", "customer", customer.id, before=before,
                      after={**{f"consent_{c}": g for c, g in choices.items()},
                             "source": source[:40]})
+        signals.consent_changed.send(current_app._get_current_object(),
+                                     customer_id=customer.id, choices=choices, source=source)
 
 
 def history(customer_ids: list[int]) -> Select[tuple[ConsentEvent]]:

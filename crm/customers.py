@@ -123,7 +123,9 @@ def create_customer(data: dict[str, Any], source: str = "api") -> Customer:
     db.session.add(customer)
     db.session.flush()
     record_consent(customer, data.get("consent") or {}, source)
-    signals.customer_created.send(current_app._get_current_object(), customer=customer)
+    signals.customer_created.send(current_app._get_current_object(), customer=customer,
+                                  referral_code=data.get("referral_code"),
+                                  referral_optional=data.get("referral_optional", False))
     return customer
 
 

@@ -36,6 +36,7 @@ from crm.schemas import (
     AuditQuerySchema,
     ConsentInSchema,
     ConsentStateSchema,
+    CustomerCreateSchema,
     CustomerInSchema,
     CustomerMaskedPageSchema,
     CustomerMaskedSchema,
@@ -167,7 +168,7 @@ class Customers(MethodView):
         return body, status, headers
 
     @require("pos", "shop")
-    @customers_blp.arguments(CustomerInSchema)
+    @customers_blp.arguments(CustomerCreateSchema)
     @customers_blp.response(201, CustomerSchema)
     @customers_blp.alt_response(201, schema=CustomerMaskedSchema,
                                 description="A till's answer: the masked profile.")

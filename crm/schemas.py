@@ -235,6 +235,15 @@ class CustomerInSchema(Schema):
     consent = fields.Nested(ConsentSchema)
 
 
+class CustomerCreateSchema(CustomerInSchema):
+    """A new customer, who may name the member who referred them."""
+
+    referral_code = fields.String(validate=validate.Length(1, 32), load_only=True, metadata={
+        "description": "A member's referral code: attributes this new customer to them."})
+    referral_optional = fields.Boolean(load_default=False, load_only=True, metadata={
+        "description": "true: an unusable referral_code is ignored instead of a 422."})
+
+
 class CustomerSchema(Schema):
     """A profile; feature packages add their part (``tier``, ``points_balance``)."""
 
@@ -322,7 +331,7 @@ CustomerPageSchema = page_of(CustomerSchema, "CustomerPage")
 CustomerMaskedPageSchema = page_of(CustomerMaskedSchema, "CustomerMaskedPage")
 
 
-class SyncMemberSchema(CustomerInSchema):
+class SyncMemberSchema(CustomerCreateSchema):
     """One shop member in a sync batch; checked one by one, so one bad member never
     fails the batch."""
 

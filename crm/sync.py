@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from flask import current_app
 from marshmallow import ValidationError
 from sqlalchemy import and_, delete, or_, select, update
 
-from crm import audit, contact_changes
+from crm import audit, contact_changes, signals
 from crm.customers import IDENTIFIER_FIELDS, PROFILE_FIELDS, blocked_values, owners, region
 from crm.db import db, utcnow
 from crm.identifiers import InvalidIdentifier, is_blocked, normalize
@@ -51,6 +52,7 @@ class Member:
     identifiers: dict[str, str]  # kind -> value, the shop id included
     consent: dict[str, bool]
     notes: list[str] = field(default_factory=list)
+    referral: tuple[str, bool] | None = None  # (referral_code, referral_optional)
 
 
 @dataclass
@@ -94,8 +96,10 @@ def _parse(index: int, raw: Any, blocked: frozenset[str], phone_region: str,
         return {"external_id": data["external_id"], "customer_id": None, "result": "invalid",
                 "detail": errors}
     profile = {f: data[f] for f in PROFILE_FIELDS if data.get(f) is not None}
+    referral = (data["referral_code"], data.get("referral_optional", False)) \
+        if data.get("referral_code") else None
     return Member(index, identifiers["shop"], data["updated_at"], profile, identifiers,
-                  data.get("consent") or {}, notes)
+                  data.get("consent") or {}, notes, referral)
 
 
 def _load(ids: set[int]) -> dict[int, Known]:
@@ -212,6 +216,18 @@ class Batch:
                                for k, ch, g in self.consent])
 
 
+def _referral_problems(members: list[Member]) -> dict[str, str | None]:
+    """Why each referral code of the batch cannot be used (loyalty answers)."""
+    codes = {m.referral[0] for m in members if m.referral}
+    if not codes:
+        return {}
+    problems: dict[str, str | None] = {}
+    for _, answer in signals.referral_codes_check.send(current_app._get_current_object(),
+                                                       codes=codes):
+        problems.update(answer or {})
+    return problems
+
+
 def sync_members(items: list[Any], source: str = "shop") -> list[dict[str, Any]]:
     """Apply a batch of shop members; one result per item, in order."""
     blocked = blocked_values()
@@ -222,7 +238,14 @@ def sync_members(items: list[Any], source: str = "shop") -> list[dict[str, Any]]
     known = _load(set(owner.values()))
     batch = Batch(source)
     answers: dict[int, tuple[Known | None, str, Any]] = {}
+    unusable = _referral_problems(members)
     for m in members:
+        if m.referral and unusable.get(m.referral[0]):
+            if not m.referral[1]:  # not referral_optional: this member is not written
+                answers[m.index] = (None, "invalid",
+                                    {"referral_code": [unusable[m.referral[0]]]})
+                continue
+            m.referral = None
         shop_owner = owner.get(("shop", m.external_id))
         others = {owner[(k, v)] for k, v in m.identifiers.items()
                   if k != "shop" and (k, v) in owner}
@@ -262,6 +285,11 @@ def sync_members(items: list[Any], source: str = "shop") -> list[dict[str, Any]]
                 owner[(kind, value)] = key
             answers[m.index] = (k, "created", None)
     batch.write()
+    given = [(answers[m.index][0].id, m.referral[0], answers[m.index][1] == "created")
+             for m in members if m.referral
+             and answers[m.index][1] in ("created", "matched", "updated", "unchanged")]
+    if given:
+        signals.referral_codes_given.send(current_app._get_current_object(), given=given)
     results = []
     for item in parsed:
         if not isinstance(item, Member):

@@ -17,11 +17,14 @@ def init_app(app: Flask) -> None:
         fraud,
         history,
         models,  # noqa: F401  (tables known to migrations)
+        referral_models,  # noqa: F401  (tables known to migrations)
+        referrals,
     )
     from loyalty.cli import loyalty_cli
     from loyalty.merging import on_merged, on_unmerged
     from loyalty.offer_routes import offers_blp, rewards_blp
     from loyalty.points import profile_extension
+    from loyalty.referral_routes import referrals_blp, share_page
     from loyalty.routes import points_blp, program_blp, purchases_blp
 
     api.register_blueprint(program_blp, url_prefix="/api/v1/loyalty")
@@ -29,10 +32,19 @@ def init_app(app: Flask) -> None:
     api.register_blueprint(points_blp, url_prefix="/api/v1/customers")
     api.register_blueprint(offers_blp, url_prefix="/api/v1")
     api.register_blueprint(rewards_blp, url_prefix="/api/v1")
+    api.register_blueprint(referrals_blp, url_prefix="/api/v1")
+    app.register_blueprint(share_page)
     app.cli.add_command(loyalty_cli)
     fraud.init_app(app)
     signals.customer_merged.connect(on_merged)
     signals.customer_unmerged.connect(on_unmerged)
+    # Referrals: after on_merged, so that a reversal finds the points on the survivor.
+    signals.customer_created.connect(referrals.on_customer_created)
+    signals.customer_merged.connect(referrals.on_merged)
+    signals.purchase_recorded.connect(referrals.on_purchase)
+    signals.purchase_returned.connect(referrals.on_returned)
+    signals.referral_codes_check.connect(referrals.on_codes_check)
+    signals.referral_codes_given.connect(referrals.on_codes_given)
     for registry, part in ((profile_extensions, profile_extension),
                            (demo_extensions, demo.load),
                            (timeline_sources, history.timeline_sources),

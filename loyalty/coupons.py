@@ -21,10 +21,11 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from crm import audit
+from crm import audit, signals
 from crm.customers import get_customer
 from crm.db import db, insert_ignoring_conflicts, utcnow
 from crm.errors import Conflict, Invalid, get_or_404
@@ -388,6 +389,10 @@ def redeem(checks: list[Check], purchase_id: int, customer_id: int | None) -> No
                                         purchase_id=purchase_id, customer_id=customer_id,
                                         discount=check.discount,
                                         bonus_points=check.details.get("bonus_points", 0)))
+        signals.coupon_redeemed.send(current_app._get_current_object(),
+                                     coupon_id=check.coupon.id, offer_id=check.offer.id,
+                                     purchase_id=purchase_id, customer_id=customer_id,
+                                     discount_minor=check.discount)
 
 
 def used_in(purchase_id: int) -> list[tuple[Check, CouponRedemption]]:

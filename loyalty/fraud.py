@@ -19,10 +19,9 @@ from flask import Flask, current_app
 from limits import RateLimitItemPerDay, RateLimitItemPerMinute
 
 from crm import alerts, contact_changes, signals
-from crm.customers import customer_lookup, normalize_fields
+from crm.customers import find_customer, normalize_fields
 from crm.errors import DomainError
 from crm.limits import limiter
-from crm.sql import Sql
 
 
 def _over(rule: str, limit: int, subject: str) -> bool:
@@ -48,8 +47,8 @@ def check_spend(ref: dict[str, Any] | None, points: int,
         return
     found = ref.get("id")
     if found is None:  # rare: only now is the member looked up, for the alert's subject
-        lookup = customer_lookup(ref)
-        found = Sql().one(f"SELECT {lookup[0]}", lookup[1])[0] if lookup else None
+        member = find_customer(ref)
+        found = member.id if member else None
     alerts.raise_alert("points_after_contact_change", f"customer:{found}",
                        f"{points} points spent for customer {found} within "
                        f"{current_app.config['TAKEOVER_HOURS']} h of a change to their "

@@ -20,11 +20,10 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from crm.after_response import defer
-from crm.customers import customer_lookup
+from crm.customers import find_customer
 from crm.db import db, utcnow
 from crm.errors import DomainError, Invalid
 from crm.keys import Caller
-from crm.sql import Sql
 from loyalty import fraud, settings
 from loyalty.models import VerificationCode
 
@@ -68,11 +67,10 @@ def check_spend(data: dict[str, Any], key: Caller, points: int | None = None,
             or not {"shop", "marketing", "admin"}.isdisjoint(key.scope_list):
         return
     if customer_id is None:
-        lookup = customer_lookup(ref) if ref else None
-        customer_id = None if lookup is None else \
-            Sql().one(f"SELECT {lookup[0]}", lookup[1])[0]
-        if customer_id is None:
+        member = find_customer(ref) if ref else None
+        if member is None:
             return  # the sale answers for a missing member itself
+        customer_id = member.id
     _use(customer_id, data.get("verification_code"), points, threshold,
          use or f"receipt:{key.store.id}:{data.get('receipt_id', '')}")
 

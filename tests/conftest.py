@@ -18,11 +18,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import make_url, text
 from werkzeug.serving import make_server
 
-from campaigns import surveys
+from campaigns import hooks, surveys
 from crm import create_app, intrusion, key_usage, keys
 from crm.db import db, write_intent
 from crm.limits import limiter
-from loyalty import settings
+from loyalty import referrals, settings
 from tests.factories import Factory
 from tests.helpers import Till
 
@@ -100,6 +100,8 @@ def _fresh_state(app: Flask) -> Iterator[None]:
     surveys.forget()
     intrusion.forget()
     key_usage.forget()
+    hooks.forget()
+    referrals.forget()
     with app.app_context():
         keys.forget_callers()
 
