@@ -33,6 +33,7 @@ def schedule(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "review-tiers": {"trigger": "cron", "hour": 3, "minute": 15},
         "run-campaigns": {"trigger": "interval", "seconds": config["CAMPAIGN_RUN_SECONDS"]},
         "refresh-insights": {"trigger": "cron", "hour": 2, "minute": 30},
+        "refresh-recommendations": {"trigger": "cron", "hour": 2, "minute": 45},
     }
 
 
@@ -45,6 +46,7 @@ WORK: dict[str, Callable[[], Any]] = {
     "release-pending": loyalty_jobs.release_pending,
     "expire-points": loyalty_jobs.expire_points,
     "review-tiers": loyalty_jobs.review_tiers,
+    "refresh-recommendations": loyalty_jobs.refresh_recommendations,
 }
 
 _app: Flask | None = None

@@ -44,6 +44,8 @@ DEFAULTS: dict[str, Any] = {
     "SMS_HELP_TEXT": "Loyalty program messages. Reply STOP to opt out, START to opt in.",
     "SMS_OPT_IN_TEXT": "You will get our messages again. Reply STOP to opt out.",
     "SURVEY_ANSWER_DAYS": 7,  # how long a survey invitation (reply or link) stays open
+    "RECOMMEND_WINDOW_DAYS": 365,  # purchases the recommendation model learns from
+    "RECOMMEND_RECENT_DAYS": 30,  # a product bought this recently is not recommended
     "SQLITE_BUSY_TIMEOUT_S": 15.0,
     "MAX_CONTENT_LENGTH": 4 * 1024 * 1024,
     "LOG_LEVEL": "INFO",

@@ -17,10 +17,11 @@ def init_app(app: Flask) -> None:
         history,
         models,  # noqa: F401  (tables known to migrations)
     )
-    from loyalty.cli import loyalty_cli
+    from loyalty.cli import loyalty_cli, recommendations_cli
     from loyalty.merging import on_merged, on_unmerged
     from loyalty.offer_routes import offers_blp, rewards_blp
     from loyalty.points import profile_extension
+    from loyalty.product_routes import products_blp, recommendations_blp
     from loyalty.routes import points_blp, program_blp, purchases_blp
 
     api.register_blueprint(program_blp, url_prefix="/api/v1/loyalty")
@@ -28,7 +29,10 @@ def init_app(app: Flask) -> None:
     api.register_blueprint(points_blp, url_prefix="/api/v1/customers")
     api.register_blueprint(offers_blp, url_prefix="/api/v1")
     api.register_blueprint(rewards_blp, url_prefix="/api/v1")
+    api.register_blueprint(products_blp, url_prefix="/api/v1")
+    api.register_blueprint(recommendations_blp, url_prefix="/api/v1/customers")
     app.cli.add_command(loyalty_cli)
+    app.cli.add_command(recommendations_cli)
     signals.customer_merged.connect(on_merged)
     signals.customer_unmerged.connect(on_unmerged)
     for registry, part in ((profile_extensions, profile_extension),

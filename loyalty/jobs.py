@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import Select, select
 
 from crm.db import db, utcnow
-from loyalty import ledger, settings, tiers
+from loyalty import ledger, recommendations, settings, tiers
 from loyalty.models import Account, Lot
 
 BATCH = 2000
@@ -58,3 +58,7 @@ def expire_points(now: datetime | None = None) -> int:
 
 def review_tiers(now: datetime | None = None) -> dict[str, int]:
     return tiers.review(settings.program(), settings.tiers(), now)
+
+
+def refresh_recommendations(now: datetime | None = None) -> dict[str, object]:
+    return recommendations.refresh(now)

@@ -1,0 +1,328 @@
+"""Personal recommendations from purchase history, for the till, the shop and messages.
+
+The model is item-to-item association, rebuilt by a job (``refresh``): over the window
+(``RECOMMEND_WINDOW_DAYS``), for each pair of skus, how many customers bought both
+(``C[i, j]``; ``C[i, i]`` = ``n_i``, the buyers of ``i``) and how many baskets held both.
+Recommending ``j`` to someone who bought ``i`` weighs
+
+    s(i -> j) = C[i, j] / (n_i * n_j ** POPULARITY_DAMPING)
+
+which is P(j | i) with the popularity of ``j`` damped: without any co-purchase structure
+``C[i, j] ~ n_i n_j / N`` and the ranking is popularity's; where buyers of ``i`` favour
+``j``, ``j`` rises above what is merely popular. A person's score for ``j`` is the sum
+over what they bought; the best contributor is the reason the cashier can say. Pairs
+seen with fewer than ``MIN_CUSTOMERS`` customers are dropped (noise, and nobody's
+single basket shows through). The popularity fallback (per store, per channel and
+overall) fills the list for new or anonymous customers and for thin histories.
+
+The refresh streams the window's lines in chunks of customers (ids in ranges) and adds
+each chunk's co-occurrences (a sparse customers x skus matrix ``X``; ``X^T X``) into
+sparse sku x sku totals: memory grows with the number of skus and pairs, never with the
+number of customers or lines. Erased customers' purchases are left out, so an erasure
+leaves the model at the next refresh; merged records' purchases belong to the survivor.
+
+Answers are precomputed reads: the person's recent skus (the customer-time index), their
+neighbours joined with the catalogue, and the popular rows of the store's scopes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from flask import current_app
+from scipy import sparse
+from sqlalchemy import delete, func, select
+
+from crm.customers import find_customer
+from crm.db import any_of, bulk_insert, db, utcnow
+from crm.errors import NotFound
+from crm.models import Customer, Store
+from crm.money import to_amount
+from loyalty.models import PopularProduct, Product, Purchase, PurchaseLine, RelatedProduct
+
+POPULARITY_DAMPING = 0.5
+MIN_CUSTOMERS = 3  # a pair needs this many customers who bought both
+NEIGHBOURS = 50  # kept per sku, by score
+TOGETHER = 20  # also kept per sku: the most often in the same basket
+POPULAR = 200  # kept per scope
+HISTORY_SKUS = 40  # a person's most recent skus that a recommendation starts from
+CHUNK = 50_000  # customer ids (or anonymous purchase ids) per chunk of the refresh
+
+
+# -- the refresh job ---------------------------------------------------------------------
+
+def refresh(now: datetime | None = None) -> dict[str, Any]:
+    """Rebuild the model from the window's purchases (the caller commits)."""
+    started = time.perf_counter()
+    now = now or utcnow()
+    since = now - timedelta(days=current_app.config["RECOMMEND_WINDOW_DAYS"])
+    skus = list(db.session.scalars(select(PurchaseLine.sku).distinct()))
+    index = {sku: n for n, sku in enumerate(skus)}
+    size = len(skus)
+    together_customers = sparse.csr_matrix((size, size), dtype=np.int64)
+    together_baskets = sparse.csr_matrix((size, size), dtype=np.int64)
+    sold: dict[int | None, np.ndarray] = defaultdict(lambda: np.zeros(size, dtype=np.int64))
+    lines = 0
+    for members, rows in _window_chunks(since):
+        if not rows:
+            continue
+        lines += len(rows)
+        customer, basket, store, sku = (np.asarray(c) for c in zip(*rows, strict=True))
+        items = np.fromiter((index[s] for s in sku), dtype=np.int64, count=len(sku))
+        together_baskets = together_baskets + _co_occurrence(basket, items, size)
+        if members:
+            together_customers = together_customers + _co_occurrence(customer, items, size)
+        for store_id in np.unique(store):
+            mine = store == store_id
+            # baskets that hold the sku (a basket's lines of one sku count once)
+            pairs = np.unique(np.stack([basket[mine], items[mine]]), axis=1)
+            sold[int(store_id)] += np.bincount(pairs[1], minlength=size)
+    related = _related_rows(skus, together_customers.tocsr(), together_baskets.tocsr())
+    popular = _popular_rows(skus, sold)
+    db.session.execute(delete(RelatedProduct))
+    db.session.execute(delete(PopularProduct))
+    bulk_insert(RelatedProduct.__table__, related)
+    bulk_insert(PopularProduct.__table__, popular)
+    db.session.flush()
+    return {"lines": lines, "skus": size, "related": len(related), "popular": len(popular),
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+def _window_chunks(since: datetime) -> Iterator[tuple[bool, list[tuple[Any, ...]]]]:
+    """(members?, rows of (customer, purchase, store, sku)) of the window's lines not
+    wholly returned: members' chunk by chunk of customer ids (erased ones left out),
+    then anonymous baskets by ranges of purchase ids."""
+    p, line, c = Purchase, PurchaseLine, Customer
+    base = (select(p.customer_id, p.id, p.store_id, line.sku)
+            .join(line, line.purchase_id == p.id)
+            .where(p.occurred_at >= since, line.quantity > line.returned_quantity))
+    low, high = db.session.execute(select(func.min(p.customer_id), func.max(p.customer_id))
+                                   ).one()
+    if low is not None:
+        members = base.join(c, c.id == p.customer_id).where(c.erased_at.is_(None))
+        for start in range(low, high + 1, CHUNK):
+            yield True, db.session.execute(members.where(
+                p.customer_id >= start, p.customer_id < start + CHUNK)).all()
+    low, high = db.session.execute(select(func.min(p.id), func.max(p.id))
+                                   .where(p.customer_id.is_(None))).one()
+    if low is not None:
+        anonymous = base.where(p.customer_id.is_(None))
+        for start in range(low, high + 1, CHUNK):
+            yield False, db.session.execute(anonymous.where(
+                p.id >= start, p.id < start + CHUNK)).all()
+
+
+def _co_occurrence(owners: np.ndarray, items: np.ndarray, size: int) -> sparse.csr_matrix:
+    """sku x sku: how many owners (customers or baskets) hold both (the diagonal: each)."""
+    _, rows = np.unique(owners, return_inverse=True)
+    holding = sparse.csr_matrix((np.ones(len(items), dtype=np.int64), (rows, items)),
+                                shape=(rows.max() + 1, size))
+    holding.sum_duplicates()
+    holding.data[:] = 1
+    return (holding.T @ holding).tocsr()
+
+
+def _related_rows(skus: list[str], customers: sparse.csr_matrix,
+                  baskets: sparse.csr_matrix) -> list[dict[str, Any]]:
+    buyers = customers.diagonal().astype(np.float64)
+    damped = np.power(np.maximum(buyers, 1), POPULARITY_DAMPING)
+    customers.sort_indices()
+    baskets.sort_indices()
+    rows = []
+    for i in range(len(skus)):
+        lo, hi = customers.indptr[i], customers.indptr[i + 1]
+        others, both = customers.indices[lo:hi], customers.data[lo:hi]
+        keep = (others != i) & (both >= MIN_CUSTOMERS)
+        others, both = others[keep], both[keep]
+        if not len(others):
+            continue
+        scores = both / (buyers[i] * damped[others])
+        b_lo, b_hi = baskets.indptr[i], baskets.indptr[i + 1]
+        b_others, b_count = baskets.indices[b_lo:b_hi], baskets.data[b_lo:b_hi]
+        in_baskets = np.zeros(len(others), dtype=np.int64)
+        if len(b_others):
+            at = np.minimum(np.searchsorted(b_others, others), len(b_others) - 1)
+            in_baskets = np.where(b_others[at] == others, b_count[at], 0)
+        chosen = set(np.argsort(-scores, kind="stable")[:NEIGHBOURS].tolist())
+        chosen |= {n for n in np.argsort(-in_baskets, kind="stable")[:TOGETHER].tolist()
+                   if in_baskets[n] > 0}
+        rows.extend({"sku": skus[i], "other_sku": skus[others[n]],
+                     "score": float(scores[n]), "customers": int(both[n]),
+                     "baskets": int(in_baskets[n])} for n in sorted(chosen))
+    return rows
+
+
+def _popular_rows(skus: list[str], sold: dict[int | None, np.ndarray]
+                  ) -> list[dict[str, Any]]:
+    channels = dict(db.session.execute(select(Store.id, Store.channel)).all())
+    scopes: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(len(skus), dtype=np.int64))
+    for store_id, counts in sold.items():
+        for scope in ("all", f"channel:{channels.get(store_id)}", f"store:{store_id}"):
+            scopes[scope] += counts
+    rows = []
+    for scope, counts in scopes.items():
+        best = [n for n in np.argsort(-counts, kind="stable")[:POPULAR] if counts[n] > 0]
+        rows.extend({"scope": scope, "rank": rank, "sku": skus[n], "buyers": int(counts[n])}
+                    for rank, n in enumerate(best, 1))
+    return rows
+
+
+# -- answers ---------------------------------------------------------------------------
+
+def for_customer(customer_id: int, limit: int, store: Any | None) -> list[dict[str, Any]]:
+    """``limit`` active products for the person (a record merged into another: the
+    survivor), in ``store``'s currency when one is given (a Store or the key's StoreRef)."""
+    customer = find_customer({"id": customer_id})
+    if customer is None:
+        raise NotFound(f"No customer has the id {customer_id}.")
+    if customer.erased_at is not None:
+        raise NotFound("This customer's data was erased.")
+    return for_customers([customer.id], limit, {customer.id: store})[customer.id]
+
+
+def for_customers(ids: list[int], limit: int, stores: dict[int, Any | None]
+                  ) -> dict[int, list[dict[str, Any]]]:
+    """The same for many people at once (campaigns), in a few bulk queries; ``stores``
+    gives each person's store (None: any currency, the overall best sellers)."""
+    now = utcnow()
+    config = current_app.config
+    since = now - timedelta(days=config["RECOMMEND_WINDOW_DAYS"])
+    recent = now - timedelta(days=config["RECOMMEND_RECENT_DAYS"])
+    histories = _histories(ids, since)
+    sources = sorted({sku for h in histories.values() for sku in h})
+    neighbours: dict[str, list[tuple[str, float]]] = defaultdict(list)
+    if sources:
+        for sku, other, score in db.session.execute(
+                select(RelatedProduct.sku, RelatedProduct.other_sku, RelatedProduct.score)
+                .join(Product, Product.sku == RelatedProduct.other_sku)
+                .where(any_of(RelatedProduct.sku, sources), Product.active.is_(True))):
+            neighbours[sku].append((other, score))
+    scopes = {_scopes(store) for store in stores.values()}
+    wanted = {s for chain in scopes for s in chain}
+    popular: dict[str, list[str]] = defaultdict(list)
+    depth = limit + HISTORY_SKUS + 10
+    for scope, sku in db.session.execute(
+            select(PopularProduct.scope, PopularProduct.sku)
+            .join(Product, Product.sku == PopularProduct.sku)
+            .where(PopularProduct.scope.in_(wanted), PopularProduct.rank <= depth,
+                   Product.active.is_(True))
+            .order_by(PopularProduct.scope, PopularProduct.rank)):
+        popular[scope].append(sku)
+    names = {sku for h in histories.values() for sku in h} \
+        | {o for n in neighbours.values() for o, _ in n} | {s for p in popular.values() for s in p}
+    catalogue = {p.sku: p for p in db.session.scalars(
+        select(Product).where(any_of(Product.sku, sorted(names))))} if names else {}
+    answers = {}
+    for customer_id in ids:
+        store = stores.get(customer_id)
+        history = histories.get(customer_id, {})
+        answers[customer_id] = rank(
+            history, neighbours, [s for scope in _scopes(store) for s in popular[scope]],
+            catalogue, limit, recent, store.currency if store is not None else None)
+    return answers
+
+
+def _histories(ids: list[int], since: datetime) -> dict[int, dict[str, datetime]]:
+    """Per person, their skus of the window and when each was last bought (the most
+    recent ``HISTORY_SKUS``)."""
+    stmt = (select(Purchase.customer_id, PurchaseLine.sku, func.max(Purchase.occurred_at))
+            .join(PurchaseLine, PurchaseLine.purchase_id == Purchase.id)
+            .where(Purchase.occurred_at >= since)
+            .group_by(Purchase.customer_id, PurchaseLine.sku))
+    stmt = stmt.where(Purchase.customer_id == ids[0]) if len(ids) == 1 else \
+        stmt.where(any_of(Purchase.customer_id, ids))
+    found: dict[int, list[tuple[datetime, str]]] = defaultdict(list)
+    for customer_id, sku, last in db.session.execute(stmt):
+        found[customer_id].append((last, sku))
+    return {customer_id: {sku: last for last, sku in sorted(rows, reverse=True)[:HISTORY_SKUS]}
+            for customer_id, rows in found.items()}
+
+
+def _scopes(store: Any | None) -> tuple[str, ...]:
+    if store is None:
+        return ("all",)
+    channel = getattr(store, "channel", None) or _channel(store.id)
+    return (f"store:{store.id}", f"channel:{channel}", "all")
+
+
+def _channel(store_id: int) -> str:
+    return db.session.scalar(select(Store.channel).where(Store.id == store_id)) or "store"
+
+
+def rank(history: dict[str, datetime], neighbours: dict[str, list[tuple[str, float]]],
+         popular: list[str], catalogue: dict[str, Product], limit: int, recent: datetime,
+         currency: str | None) -> list[dict[str, Any]]:
+    """The list for one person: products they have not bought recently, by the sum of
+    their history's associations, then the best sellers; at most a third of the list
+    (at least one) from one category while others are available."""
+    bought_recently = {sku for sku, last in history.items() if last >= recent}
+    scores: dict[str, float] = defaultdict(float)
+    best: dict[str, tuple[float, str]] = {}
+    for sku in history:
+        for other, score in neighbours.get(sku, ()):
+            if other in history:
+                continue
+            scores[other] += score
+            if score > best.get(other, (0.0, ""))[0]:
+                best[other] = (score, sku)
+
+    def usable(sku: str) -> bool:
+        product = catalogue.get(sku)
+        return (product is not None and product.active and sku not in bought_recently
+                and (currency is None or product.currency == currency))
+
+    candidates = [(sku, score, _reason(best[sku][1], catalogue))
+                  for sku, score in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+                  if usable(sku)]
+    seen = {sku for sku, _, _ in candidates}
+    candidates += [(sku, 0.0, "A best seller here") for sku in dict.fromkeys(popular)
+                   if sku not in seen and sku not in history and usable(sku)]
+    cap = max(1, math.ceil(limit / 3))
+    chosen, spare, per_category = [], [], defaultdict(int)
+    for candidate in candidates:
+        category = catalogue[candidate[0]].category
+        if per_category[category] < cap:
+            per_category[category] += 1
+            chosen.append(candidate)
+        else:
+            spare.append(candidate)
+        if len(chosen) == limit:
+            break
+    chosen += spare[:limit - len(chosen)]
+    return [_item(catalogue[sku], score, reason) for sku, score, reason in chosen]
+
+
+def _reason(source: str, catalogue: dict[str, Product]) -> str:
+    product = catalogue.get(source)
+    return f"Often bought with {product.name if product else source}"
+
+
+def _item(product: Product, score: float, reason: str) -> dict[str, Any]:
+    return {"sku": product.sku, "name": product.name, "category": product.category,
+            "price": to_amount(product.price, product.currency),
+            "currency": product.currency, "image_url": product.image_url,
+            "score": round(score, 6), "reason": reason}
+
+
+def related(sku: str, limit: int = 10) -> list[dict[str, Any]]:
+    """Products bought in the same baskets as ``sku`` (then by association)."""
+    if db.session.get(Product, sku) is None and db.session.scalar(
+            select(func.count()).select_from(RelatedProduct)
+            .where(RelatedProduct.sku == sku)) == 0:
+        raise NotFound(f"No product has the sku {sku!r}.")
+    rows = db.session.execute(
+        select(Product, RelatedProduct.baskets, RelatedProduct.score)
+        .join(RelatedProduct, RelatedProduct.other_sku == Product.sku)
+        .where(RelatedProduct.sku == sku, Product.active.is_(True))
+        .order_by(RelatedProduct.baskets.desc(), RelatedProduct.score.desc(), Product.sku)
+        .limit(limit)).all()
+    return [_item(product, score, f"Bought together in {baskets} baskets" if baskets
+                  else "Often bought by the same customers")
+            for product, baskets, score in rows]
+
