@@ -5,9 +5,11 @@ The model is item-to-item association, rebuilt by a job (``refresh``): over the 
 (``C[i, j]``; ``C[i, i]`` = ``n_i``, the buyers of ``i``) and how many baskets held both.
 Recommending ``j`` to someone who bought ``i`` weighs
 
-    s(i -> j) = C[i, j] / (n_i * n_j ** POPULARITY_DAMPING)
+    s(i -> j) = C[i, j] / (n_i ** SOURCE_WEIGHT * n_j ** POPULARITY_DAMPING)
 
-which is P(j | i) with the popularity of ``j`` damped: without any co-purchase structure
+which, for 1 and 0, is P(j | i); the popularity of ``j`` is damped (a
+``SOURCE_WEIGHT`` above 1 would also make what everyone buys say less about a person;
+bench.recommend found no gain in it). Without any co-purchase structure
 ``C[i, j] ~ n_i n_j / N`` and the ranking is popularity's; where buyers of ``i`` favour
 ``j``, ``j`` rises above what is merely popular. A person's score for ``j`` is the sum
 over what they bought; the best contributor is the reason the cashier can say. Pairs
@@ -47,6 +49,7 @@ from crm.money import to_amount
 from loyalty.models import PopularProduct, Product, Purchase, PurchaseLine, RelatedProduct
 
 POPULARITY_DAMPING = 0.5
+SOURCE_WEIGHT = 1.0
 MIN_CUSTOMERS = 3  # a pair needs this many customers who bought both
 NEIGHBOURS = 50  # kept per sku, by score
 TOGETHER = 20  # also kept per sku: the most often in the same basket
@@ -142,7 +145,7 @@ def _related_rows(skus: list[str], customers: sparse.csr_matrix,
         others, both = others[keep], both[keep]
         if not len(others):
             continue
-        scores = both / (buyers[i] * damped[others])
+        scores = both / (buyers[i] ** SOURCE_WEIGHT * damped[others])
         b_lo, b_hi = baskets.indptr[i], baskets.indptr[i + 1]
         b_others, b_count = baskets.indices[b_lo:b_hi], baskets.data[b_lo:b_hi]
         in_baskets = np.zeros(len(others), dtype=np.int64)
