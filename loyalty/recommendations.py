@@ -29,19 +29,20 @@ neighbours joined with the catalogue, and the popular rows of the store's scopes
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from flask import current_app
 from scipy import sparse
-from sqlalchemy import delete, func, select
+from sqlalchemy import Select, bindparam, delete, desc, func, select
+from sqlalchemy.orm import aliased
 
-from crm.customers import find_customer
 from crm.db import any_of, bulk_insert, db, utcnow
 from crm.errors import NotFound
 from crm.models import Customer, Store
@@ -51,10 +52,10 @@ from loyalty.models import PopularProduct, Product, Purchase, PurchaseLine, Rela
 POPULARITY_DAMPING = 0.5
 SOURCE_WEIGHT = 1.0
 MIN_CUSTOMERS = 3  # a pair needs this many customers who bought both
-NEIGHBOURS = 50  # kept per sku, by score
-TOGETHER = 20  # also kept per sku: the most often in the same basket
+NEIGHBOURS = 10  # kept per sku, by score
+TOGETHER = 5  # also kept per sku: the most often in the same basket
 POPULAR = 200  # kept per scope
-HISTORY_SKUS = 40  # a person's most recent skus that a recommendation starts from
+HISTORY_SKUS = 20  # a person's most recent skus that a recommendation starts from
 CHUNK = 50_000  # customer ids (or anonymous purchase ids) per chunk of the refresh
 
 
@@ -178,93 +179,156 @@ def _popular_rows(skus: list[str], sold: dict[int | None, np.ndarray]
 
 # -- answers ---------------------------------------------------------------------------
 
+# What an answer shows of a product, read as plain rows with the model's (ORM objects
+# would cost more than the rest of the call).
+PRODUCT_COLUMNS = (Product.sku, Product.name, Product.category, Product.price,
+                   Product.currency, Product.image_url)
+_source = aliased(Product, name="source")
+
+
+class Item(NamedTuple):
+    sku: str
+    name: str
+    category: str
+    price: int
+    currency: str
+    image_url: str | None
+
+
+def _neighbours_of(skus: Any) -> Select[Any]:
+    """Each sku's neighbours that are active products, with their catalogue rows."""
+    return (select(RelatedProduct.sku.label("source_sku"), RelatedProduct.score,
+                   *PRODUCT_COLUMNS)
+            .join(Product, Product.sku == RelatedProduct.other_sku)
+            .where(skus, Product.active.is_(True)))
+
+
+def _popular_in(scopes: Any, depth: Any) -> Select[Any]:
+    return (select(PopularProduct.scope, *PRODUCT_COLUMNS)
+            .join(Product, Product.sku == PopularProduct.sku)
+            .where(scopes, PopularProduct.rank <= depth, Product.active.is_(True))
+            .order_by(PopularProduct.scope, PopularProduct.rank))
+
+
+@functools.cache
+def _one_person() -> tuple[Select[Any], Select[Any], Select[Any]]:
+    """The till's three reads, built once: the person's recent skus (the customer-time
+    index), their neighbours (the model's primary key), the best sellers of the store's
+    scopes (idem)."""
+    history = (select(PurchaseLine.sku, func.max(Purchase.occurred_at).label("last"),
+                      _source.name)
+               .join(PurchaseLine, PurchaseLine.purchase_id == Purchase.id)
+               .outerjoin(_source, _source.sku == PurchaseLine.sku)
+               .where(Purchase.customer_id == bindparam("customer_id"),
+                      Purchase.occurred_at >= bindparam("since"))
+               .group_by(PurchaseLine.sku, _source.name).order_by(desc("last"))
+               .limit(HISTORY_SKUS))
+    return (history,
+            _neighbours_of(RelatedProduct.sku.in_(bindparam("skus", expanding=True))),
+            _popular_in(PopularProduct.scope.in_(bindparam("scopes", expanding=True)),
+                        bindparam("depth")))
+
+
 def for_customer(customer_id: int, limit: int, store: Any | None) -> list[dict[str, Any]]:
     """``limit`` active products for the person (a record merged into another: the
     survivor), in ``store``'s currency when one is given (a Store or the key's StoreRef)."""
-    customer = find_customer({"id": customer_id})
+    customer = db.session.get(Customer, customer_id)
+    while customer is not None and customer.merged_into_id is not None:
+        customer = db.session.get(Customer, customer.merged_into_id)
     if customer is None:
         raise NotFound(f"No customer has the id {customer_id}.")
     if customer.erased_at is not None:
         raise NotFound("This customer's data was erased.")
-    return for_customers([customer.id], limit, {customer.id: store})[customer.id]
+    since, recent = _times()
+    history_stmt, neighbours_stmt, popular_stmt = _one_person()
+    history, names = {}, {}
+    for sku, last, name in db.session.execute(
+            history_stmt, {"customer_id": customer.id, "since": since}):
+        history[sku], names[sku] = last, name or sku
+    neighbours = db.session.execute(neighbours_stmt, {"skus": sorted(history)}).all() \
+        if history else []
+    chain = _scopes(store)
+    popular = db.session.execute(popular_stmt, {"scopes": list(chain),
+                                                "depth": 2 * limit + len(history)}).all()
+    return _answers({customer.id: history}, names, neighbours, popular,
+                    {customer.id: chain}, limit, recent,
+                    {customer.id: getattr(store, "currency", None)})[customer.id]
 
 
 def for_customers(ids: list[int], limit: int, stores: dict[int, Any | None]
                   ) -> dict[int, list[dict[str, Any]]]:
-    """The same for many people at once (campaigns), in a few bulk queries; ``stores``
-    gives each person's store (None: any currency, the overall best sellers)."""
-    now = utcnow()
-    config = current_app.config
-    since = now - timedelta(days=config["RECOMMEND_WINDOW_DAYS"])
-    recent = now - timedelta(days=config["RECOMMEND_RECENT_DAYS"])
+    """The same for many people at once (campaigns), in three queries. ``stores`` gives
+    each person's store (None: any currency, the overall best sellers)."""
+    since, recent = _times()
     histories = _histories(ids, since)
     sources = sorted({sku for h in histories.values() for sku in h})
+    names = dict(db.session.execute(select(Product.sku, Product.name)
+                                    .where(any_of(Product.sku, sources))).all()) \
+        if sources else {}
+    neighbours = db.session.execute(_neighbours_of(any_of(RelatedProduct.sku, sources))
+                                    ).all() if sources else []
+    chains = {customer_id: _scopes(stores.get(customer_id)) for customer_id in ids}
+    scopes = sorted({scope for chain in chains.values() for scope in chain})
+    popular = db.session.execute(_popular_in(PopularProduct.scope.in_(scopes),
+                                             limit + HISTORY_SKUS + 10)).all()
+    return _answers(histories, names, neighbours, popular, chains, limit, recent,
+                    {i: getattr(stores.get(i), "currency", None) for i in ids})
+
+
+def _times() -> tuple[datetime, datetime]:
+    now, config = utcnow(), current_app.config
+    return (now - timedelta(days=config["RECOMMEND_WINDOW_DAYS"]),
+            now - timedelta(days=config["RECOMMEND_RECENT_DAYS"]))
+
+
+def _answers(histories: dict[int, dict[str, datetime]], names: dict[str, str],
+             neighbour_rows: list[Any],
+             popular_rows: list[Any], chains: dict[int, tuple[str, ...]], limit: int,
+             recent: datetime, currencies: dict[int, str | None]
+             ) -> dict[int, list[dict[str, Any]]]:
+    catalogue: dict[str, Item] = {}
     neighbours: dict[str, list[tuple[str, float]]] = defaultdict(list)
-    if sources:
-        for sku, other, score in db.session.execute(
-                select(RelatedProduct.sku, RelatedProduct.other_sku, RelatedProduct.score)
-                .join(Product, Product.sku == RelatedProduct.other_sku)
-                .where(any_of(RelatedProduct.sku, sources), Product.active.is_(True))):
-            neighbours[sku].append((other, score))
-    scopes = {_scopes(store) for store in stores.values()}
-    wanted = {s for chain in scopes for s in chain}
+    for source, score, *product in neighbour_rows:  # tuples: fast
+        neighbours[source].append((product[0], score))
+        if product[0] not in catalogue:
+            catalogue[product[0]] = Item(*product)
     popular: dict[str, list[str]] = defaultdict(list)
-    depth = limit + HISTORY_SKUS + 10
-    for scope, sku in db.session.execute(
-            select(PopularProduct.scope, PopularProduct.sku)
-            .join(Product, Product.sku == PopularProduct.sku)
-            .where(PopularProduct.scope.in_(wanted), PopularProduct.rank <= depth,
-                   Product.active.is_(True))
-            .order_by(PopularProduct.scope, PopularProduct.rank)):
-        popular[scope].append(sku)
-    names = {sku for h in histories.values() for sku in h} \
-        | {o for n in neighbours.values() for o, _ in n} | {s for p in popular.values() for s in p}
-    catalogue = {p.sku: p for p in db.session.scalars(
-        select(Product).where(any_of(Product.sku, sorted(names))))} if names else {}
-    answers = {}
-    for customer_id in ids:
-        store = stores.get(customer_id)
-        history = histories.get(customer_id, {})
-        answers[customer_id] = rank(
-            history, neighbours, [s for scope in _scopes(store) for s in popular[scope]],
-            catalogue, limit, recent, store.currency if store is not None else None)
-    return answers
+    for scope, *product in popular_rows:
+        popular[scope].append(product[0])
+        if product[0] not in catalogue:
+            catalogue[product[0]] = Item(*product)
+    return {customer_id: rank(
+        histories.get(customer_id, {}), _scored(histories.get(customer_id, {}), neighbours),
+        [sku for scope in chain for sku in popular[scope]], catalogue, names, limit, recent,
+        currencies.get(customer_id)) for customer_id, chain in chains.items()}
 
 
 def _histories(ids: list[int], since: datetime) -> dict[int, dict[str, datetime]]:
     """Per person, their skus of the window and when each was last bought (the most
     recent ``HISTORY_SKUS``)."""
-    stmt = (select(Purchase.customer_id, PurchaseLine.sku, func.max(Purchase.occurred_at))
-            .join(PurchaseLine, PurchaseLine.purchase_id == Purchase.id)
-            .where(Purchase.occurred_at >= since)
-            .group_by(Purchase.customer_id, PurchaseLine.sku))
-    stmt = stmt.where(Purchase.customer_id == ids[0]) if len(ids) == 1 else \
-        stmt.where(any_of(Purchase.customer_id, ids))
     found: dict[int, list[tuple[datetime, str]]] = defaultdict(list)
-    for customer_id, sku, last in db.session.execute(stmt):
+    for customer_id, sku, last in db.session.execute(
+            select(Purchase.customer_id, PurchaseLine.sku, func.max(Purchase.occurred_at))
+            .join(PurchaseLine, PurchaseLine.purchase_id == Purchase.id)
+            .where(Purchase.occurred_at >= since, any_of(Purchase.customer_id, ids))
+            .group_by(Purchase.customer_id, PurchaseLine.sku)):
         found[customer_id].append((last, sku))
     return {customer_id: {sku: last for last, sku in sorted(rows, reverse=True)[:HISTORY_SKUS]}
             for customer_id, rows in found.items()}
 
 
 def _scopes(store: Any | None) -> tuple[str, ...]:
+    """Best sellers to fall back on, nearest first: the store's, its channel's, all."""
     if store is None:
         return ("all",)
-    channel = getattr(store, "channel", None) or _channel(store.id)
-    return (f"store:{store.id}", f"channel:{channel}", "all")
+    return (f"store:{store.id}", f"channel:{getattr(store, 'channel', None) or 'store'}",
+            "all")
 
 
-def _channel(store_id: int) -> str:
-    return db.session.scalar(select(Store.channel).where(Store.id == store_id)) or "store"
-
-
-def rank(history: dict[str, datetime], neighbours: dict[str, list[tuple[str, float]]],
-         popular: list[str], catalogue: dict[str, Product], limit: int, recent: datetime,
-         currency: str | None) -> list[dict[str, Any]]:
-    """The list for one person: products they have not bought recently, by the sum of
-    their history's associations, then the best sellers; at most a third of the list
-    (at least one) from one category while others are available."""
-    bought_recently = {sku for sku, last in history.items() if last >= recent}
+def _scored(history: dict[str, datetime], neighbours: dict[str, list[tuple[str, float]]]
+            ) -> list[tuple[str, float, str]]:
+    """(sku, score, the history's sku that gave it most) for skus not in the history,
+    best first: the sum of the associations of what the person bought."""
     scores: dict[str, float] = defaultdict(float)
     best: dict[str, tuple[float, str]] = {}
     for sku in history:
@@ -274,15 +338,25 @@ def rank(history: dict[str, datetime], neighbours: dict[str, list[tuple[str, flo
             scores[other] += score
             if score > best.get(other, (0.0, ""))[0]:
                 best[other] = (score, sku)
+    return [(sku, score, best[sku][1])
+            for sku, score in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+def rank(history: dict[str, datetime], scored: list[tuple[str, float, str]],
+         popular: list[str], catalogue: dict[str, Any], names: dict[str, str], limit: int,
+         recent: datetime, currency: str | None) -> list[dict[str, Any]]:
+    """The list for one person: active products they have not bought recently, by
+    score, then the best sellers; at most a third of the list (at least one) from one
+    category while others are available."""
+    bought_recently = {sku for sku, last in history.items() if last >= recent}
 
     def usable(sku: str) -> bool:
         product = catalogue.get(sku)
-        return (product is not None and product.active and sku not in bought_recently
+        return (product is not None and sku not in bought_recently
                 and (currency is None or product.currency == currency))
 
-    candidates = [(sku, score, _reason(best[sku][1], catalogue))
-                  for sku, score in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
-                  if usable(sku)]
+    candidates = [(sku, score, f"Often bought with {names.get(source, source)}")
+                  for sku, score, source in scored if usable(sku)]
     seen = {sku for sku, _, _ in candidates}
     candidates += [(sku, 0.0, "A best seller here") for sku in dict.fromkeys(popular)
                    if sku not in seen and sku not in history and usable(sku)]
@@ -301,12 +375,7 @@ def rank(history: dict[str, datetime], neighbours: dict[str, list[tuple[str, flo
     return [_item(catalogue[sku], score, reason) for sku, score, reason in chosen]
 
 
-def _reason(source: str, catalogue: dict[str, Product]) -> str:
-    product = catalogue.get(source)
-    return f"Often bought with {product.name if product else source}"
-
-
-def _item(product: Product, score: float, reason: str) -> dict[str, Any]:
+def _item(product: Any, score: float, reason: str) -> dict[str, Any]:
     return {"sku": product.sku, "name": product.name, "category": product.category,
             "price": to_amount(product.price, product.currency),
             "currency": product.currency, "image_url": product.image_url,
