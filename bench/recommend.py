@@ -34,7 +34,7 @@ from sqlalchemy import insert, select, text
 from bench.sync import _app, _fresh
 from crm.db import bulk_insert, db
 from crm.models import Customer
-from loyalty import products, recommendations, settings
+from loyalty import products, recommendation_model, recommendations, settings
 from loyalty.models import PopularProduct, Purchase, PurchaseLine
 
 NOW = datetime.now(UTC)
@@ -169,8 +169,8 @@ def main() -> None:
     parser.add_argument("--taste-size", type=int, default=GROUP_SIZE)
     parser.add_argument("--in-taste", type=float, default=IN_TASTE)
     parser.add_argument("--variant", nargs="+", metavar="DAMPING:SOURCE_WEIGHT",
-                        default=[f"{recommendations.POPULARITY_DAMPING}:"
-                                 f"{recommendations.SOURCE_WEIGHT}"],
+                        default=[f"{recommendation_model.POPULARITY_DAMPING}:"
+                                 f"{recommendation_model.SOURCE_WEIGHT}"],
                         help="the model's POPULARITY_DAMPING and SOURCE_WEIGHT to try")
     args = parser.parse_args()
     SKUS, GROUP_SIZE, IN_TASTE = args.skus, args.taste_size, args.in_taste
@@ -186,16 +186,17 @@ def main() -> None:
                 {"sku": f"P{n:03d}", "name": f"Product {n}", "category": f"c{n % CATEGORIES}",
                  "price": "1.00", "currency": "EUR"} for n in range(SKUS)])
             db.session.commit()
-            default = recommendations.POPULARITY_DAMPING, recommendations.SOURCE_WEIGHT
+            model = recommendation_model
+            default = model.POPULARITY_DAMPING, model.SOURCE_WEIGHT
             variants = [tuple(float(x) for x in v.split(":")) for v in args.variant]
             for name, structured in (("structured", True), ("none", False)):
                 data, tastes = baskets(args.customers, structured, seed=7 if structured else 8)
                 hidden = load(data)
                 for damping, weight in variants:
-                    recommendations.POPULARITY_DAMPING = damping
-                    recommendations.SOURCE_WEIGHT = weight
+                    recommendation_model.POPULARITY_DAMPING = damping
+                    recommendation_model.SOURCE_WEIGHT = weight
                     started = time.perf_counter()
-                    recommendations.refresh()
+                    recommendation_model.refresh()
                     db.session.commit()
                     refreshed = time.perf_counter() - started
                     results = evaluate(data, hidden, tastes, seed=9)
@@ -210,7 +211,7 @@ def main() -> None:
                     diff = paired_difference([h for h, _ in results["model"]],
                                              [h for h, _ in results["popularity"]])
                     verdicts.append((name, f"{damping:g}:{weight:g}", diff, refreshed))
-                recommendations.POPULARITY_DAMPING, recommendations.SOURCE_WEIGHT = default
+                model.POPULARITY_DAMPING, model.SOURCE_WEIGHT = default
             db.engine.dispose()
     print(f"\n{args.customers} customers, {SKUS} products, {args.db}; tastes of "
           f"{GROUP_SIZE} products, {IN_TASTE:.0%} of structured picks in taste; "

@@ -30,14 +30,14 @@ def _peak_mb() -> float:
 
 def refresh_only(url: str, tmp: str) -> None:
     """In the child: refresh once and print what it took."""
-    from loyalty import recommendations
+    from loyalty import recommendation_model
 
     app = _app(url, Path(tmp))
     with app.app_context():
         db.session.execute(db.select(1))
         before = _peak_mb()
         started = time.perf_counter()
-        counts = recommendations.refresh()
+        counts = recommendation_model.refresh()
         db.session.commit()
         elapsed = time.perf_counter() - started
     print(json.dumps({"seconds": round(elapsed, 1), "baseline_mb": round(before),

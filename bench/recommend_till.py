@@ -31,7 +31,7 @@ from bench.pos import BUSY_WARNING, REPO, CpuWatch, Load, free_port, start_gunic
 from bench.sync import _app, _fresh
 from crm import keys
 from crm.db import db
-from loyalty import products, recommendations, settings
+from loyalty import products, recommendation_model, settings
 
 LUA = Path(__file__).resolve().parent / "reads.lua"
 TARGET_P99_MS = 10.0
@@ -51,7 +51,7 @@ def seed(url: str, tmp: Path, members: int) -> str:
         db.session.commit()
         data, _ = recommend.baskets(members, True, seed=7)
         recommend.load(data)
-        print(f"  model: {recommendations.refresh()}", file=sys.stderr, flush=True)
+        print(f"  model: {recommendation_model.refresh()}", file=sys.stderr, flush=True)
         db.session.commit()
         db.engine.dispose()
     return key

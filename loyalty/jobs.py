@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import Select, select
 
 from crm.db import db, utcnow
-from loyalty import ledger, recommendations, settings, tiers
+from loyalty import ledger, settings, tiers
 from loyalty.models import Account, Lot
 
 BATCH = 2000
@@ -61,4 +61,6 @@ def review_tiers(now: datetime | None = None) -> dict[str, int]:
 
 
 def refresh_recommendations(now: datetime | None = None) -> dict[str, object]:
-    return recommendations.refresh(now)
+    from loyalty import recommendation_model  # NumPy and SciPy: only where the job runs
+
+    return recommendation_model.refresh(now)

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from campaigns import jobs as campaign_jobs
 from crm.db import db
-from loyalty import recommendations
+from loyalty import recommendation_model
 from loyalty.models import PopularProduct, RelatedProduct
 from tests.loyalty.conftest import ago
 
@@ -187,6 +187,6 @@ def test_refresh_is_a_scheduled_job_and_replaces_the_model(client, factory, till
     scopes = set(db.session.scalars(select(PopularProduct.scope).distinct()))
     assert {"all", "channel:store"} <= scopes and any(s.startswith("store:") for s in scopes)
     # Outside the window nothing is learnt.
-    later = recommendations.refresh(now=ago(days=-400))
+    later = recommendation_model.refresh(now=ago(days=-400))
     assert later["lines"] == 0 and later["related"] == 0
 
