@@ -190,3 +190,16 @@ def test_refresh_is_a_scheduled_job_and_replaces_the_model(client, factory, till
     later = recommendation_model.refresh(now=ago(days=-400))
     assert later["lines"] == 0 and later["related"] == 0
 
+
+
+def test_the_paths_of_api_md_are_served(client):
+    paths = client.get("/api/openapi.json").get_json()["paths"]
+    for path in ("/api/v1/products/sync", "/api/v1/products", "/api/v1/products/{sku}",
+                 "/api/v1/products/{sku}/related",
+                 "/api/v1/customers/{customer_id}/recommendations"):
+        assert path in paths, path
+
+
+def test_refresh_of_an_empty_database(factory):
+    counts = recommendation_model.refresh()
+    assert (counts["lines"], counts["related"], counts["popular"]) == (0, 0, 0)
