@@ -1,7 +1,7 @@
 """The recommendation model's refresh at scale: the segments benchmark's data (by
 default 1,000,000 customers, 3,000,000 purchases, 10,000,000 lines over 400 days, 500
 skus), then ``flask recommendations refresh``'s work in a process of its own, which
-reports its time and its peak resident memory (``ru_maxrss``) next to the same process's
+reports its time and its peak resident memory (VmHWM) next to the same process's
 memory before the refresh (the interpreter, Flask, NumPy, SciPy: the baseline).
 
     .venv/bin/python -m bench.recommend_refresh [--db sqlite|postgres|both]
@@ -25,6 +25,11 @@ from crm.db import db
 
 
 def _peak_mb() -> float:
+    """This process's peak resident memory: VmHWM (ru_maxrss would carry the parent's
+    peak over the fork and exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

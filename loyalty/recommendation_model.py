@@ -2,11 +2,12 @@
 is and how it is read): NumPy and SciPy are imported here only, so that they load in the
 process that runs the job, not in every web worker.
 
-The refresh streams the window's lines in chunks of customers (ids in ranges) and adds
-each chunk's co-occurrences (a sparse customers x skus matrix ``X``; ``X^T X``) into
-sparse sku x sku totals: memory grows with the number of skus and pairs, never with the
-number of customers or lines. Erased customers' purchases are left out, so an erasure
-leaves the model at the next refresh; merged records' purchases belong to the survivor.
+The refresh streams the window's lines in customer order (one query), in chunks of
+whole customers, and adds each chunk's co-occurrences (a sparse customers x skus matrix
+``X``; ``X^T X``) into sparse sku x sku totals: memory grows with the number of skus
+and pairs, never with the number of customers or lines. Erased customers' purchases are
+left out, so an erasure leaves the model at the next refresh; merged records' purchases
+belong to the survivor.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 from flask import current_app
 from scipy import sparse
-from sqlalchemy import delete, func, select
+from sqlalchemy import Select, delete, select, text
 
 from crm.db import bulk_insert, db, utcnow
 from crm.models import Customer, Store
@@ -32,7 +33,7 @@ MIN_CUSTOMERS = 3  # a pair needs this many customers who bought both
 NEIGHBOURS = 10  # kept per sku, by score
 TOGETHER = 5  # also kept per sku: the most often in the same basket
 POPULAR = 200  # kept per scope
-CHUNK = 50_000  # customer ids (or anonymous purchase ids) per chunk of the refresh
+CHUNK_ROWS = 200_000  # lines per chunk of the refresh (whole customers, whole baskets)
 
 
 def refresh(now: datetime | None = None) -> dict[str, Any]:
@@ -72,28 +73,41 @@ def refresh(now: datetime | None = None) -> dict[str, Any]:
             "seconds": round(time.perf_counter() - started, 1)}
 
 
-def _window_chunks(since: datetime) -> Iterator[tuple[bool, list[tuple[Any, ...]]]]:
+def _window_chunks(since: datetime) -> Iterator[tuple[bool, list[Any]]]:
     """(members?, rows of (customer, purchase, store, sku)) of the window's lines not
-    wholly returned: members' chunk by chunk of customer ids (erased ones left out),
-    then anonymous baskets by ranges of purchase ids."""
+    wholly returned, streamed by one query each (a server-side cursor on PostgreSQL):
+    members' in customer order (erased ones left out), then anonymous baskets."""
     p, line, c = Purchase, PurchaseLine, Customer
     base = (select(p.customer_id, p.id, p.store_id, line.sku)
             .join(line, line.purchase_id == p.id)
             .where(p.occurred_at >= since, line.quantity > line.returned_quantity))
-    low, high = db.session.execute(select(func.min(p.customer_id), func.max(p.customer_id))
-                                   ).one()
-    if low is not None:
-        members = base.join(c, c.id == p.customer_id).where(c.erased_at.is_(None))
-        for start in range(low, high + 1, CHUNK):
-            yield True, db.session.execute(members.where(
-                p.customer_id >= start, p.customer_id < start + CHUNK)).all()
-    low, high = db.session.execute(select(func.min(p.id), func.max(p.id))
-                                   .where(p.customer_id.is_(None))).one()
-    if low is not None:
-        anonymous = base.where(p.customer_id.is_(None))
-        for start in range(low, high + 1, CHUNK):
-            yield False, db.session.execute(anonymous.where(
-                p.id >= start, p.id < start + CHUNK)).all()
+    members = (base.join(c, c.id == p.customer_id).where(c.erased_at.is_(None))
+               .order_by(p.customer_id))
+    for rows in _chunked(members, 0):
+        yield True, rows
+    for rows in _chunked(base.where(p.customer_id.is_(None)).order_by(p.id), 1):
+        yield False, rows
+
+
+def _chunked(stmt: Select[Any], column: int) -> Iterator[list[Any]]:
+    """The rows of ``stmt`` in lists of about CHUNK_ROWS, never splitting the rows of
+    one value of ``column`` (a customer's, a basket's) between two lists."""
+    chunk: list[Any] = []
+    if db.engine.dialect.name == "postgresql":
+        # A cursor's plan is chosen for its first rows by default (nested loops in
+        # customer order); all of them are read: plan for that (hash joins and a sort).
+        db.session.execute(text("SET LOCAL cursor_tuple_fraction = 1.0"))
+    for part in db.session.execute(stmt.execution_options(yield_per=10_000)).partitions():
+        chunk.extend(part)
+        if len(chunk) >= CHUNK_ROWS:
+            cut, last = len(chunk), chunk[-1][column]
+            while cut and chunk[cut - 1][column] == last:
+                cut -= 1
+            if cut:
+                yield chunk[:cut]
+                chunk = chunk[cut:]
+    if chunk:
+        yield chunk
 
 
 def _co_occurrence(owners: np.ndarray, items: np.ndarray, size: int) -> sparse.csr_matrix:
