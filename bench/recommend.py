@@ -32,8 +32,9 @@ from pathlib import Path
 from sqlalchemy import insert, select, text
 
 from bench.sync import _app, _fresh
-from crm.db import bulk_insert, db
+from crm.db import db
 from crm.models import Customer
+from crm.sql import bulk_insert
 from loyalty import products, recommendation_model, recommendations, settings
 from loyalty.models import PopularProduct, Purchase, PurchaseLine
 

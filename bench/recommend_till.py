@@ -6,7 +6,7 @@ the same run, same server, same key: `GET /api/v1/products/{sku}` (the whole sta
 around one primary-key read) and `GET /healthz` (no key, `SELECT 1`).
 
     .venv/bin/python -m bench.recommend_till [--db sqlite|postgres|both] [--seconds 10]
-        [--connections 16] [--members 5000] [--smoke]
+        [--connections 16] [--members 5000] [--server gunicorn|granian] [--smoke]
 
 It prints p50/p99 and requests/s of each, the ratios to the baselines, whether the
 target (p99 under 10 ms) is met, and the share of the CPUs other work took meanwhile
@@ -27,7 +27,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from bench import recommend
-from bench.pos import BUSY_WARNING, REPO, CpuWatch, Load, free_port, start_gunicorn, stop
+from bench.pos import BUSY_WARNING, REPO, CpuWatch, Load, free_port, start_server, stop
 from bench.sync import _app, _fresh
 from crm import keys
 from crm.db import db
@@ -65,6 +65,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--server", choices=("gunicorn", "granian"), default="gunicorn")
     parser.add_argument("--members", type=int, default=5000)
     parser.add_argument("--smoke", action="store_true", help="a few seconds, to see it work")
     args = parser.parse_args()
@@ -89,7 +90,8 @@ def main() -> int:
                         "INSTANCE_PATH": str(tmp / "instance"), "LOG_LEVEL": "WARNING",
                         "RATELIMIT_DEFAULT": "1000000 per minute", "PYTHONUNBUFFERED": "1"})
             port = free_port()
-            proc, _log = start_gunicorn("wsgi:app", env, port, tmp, kind, args.workers)
+            proc, _log = start_server(args.server, "wsgi:app", env, port, tmp, kind,
+                                      args.workers)
             try:
                 for name, path in paths.items():
                     if args.warmup:
@@ -102,7 +104,7 @@ def main() -> int:
                 stop(proc)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    print(f"\n{args.connections} connections, {args.workers} gunicorn workers, "
+    print(f"\n{args.connections} connections, {args.workers} {args.server} workers, "
           f"{args.seconds} s each; a shared machine: see 'other CPU'")
     print(f"{'db':<9} {'call':<20} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'other CPU':>9}")
     for kind, name, load in results:

@@ -9,9 +9,10 @@ from typing import Any
 from marshmallow import ValidationError
 from sqlalchemy import Select, bindparam, select, update
 
-from crm.db import bulk_insert, db, utcnow
+from crm.db import db, utcnow
 from crm.errors import NotFound
 from crm.money import InvalidAmount, to_minor
+from crm.sql import bulk_insert
 from loyalty.models import Product
 
 FIELDS = ("name", "category", "price", "currency", "active", "image_url")

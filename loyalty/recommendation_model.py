@@ -23,8 +23,9 @@ from flask import current_app
 from scipy import sparse
 from sqlalchemy import Select, delete, select, text
 
-from crm.db import bulk_insert, db, utcnow
+from crm.db import db, utcnow
 from crm.models import Customer, Store
+from crm.sql import bulk_insert
 from loyalty.models import PopularProduct, Purchase, PurchaseLine, RelatedProduct
 
 POPULARITY_DAMPING = 0.5

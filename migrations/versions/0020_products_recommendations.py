@@ -2,7 +2,7 @@
 sellers per scope).
 
 Revision ID: 0020
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-01
 """
 from alembic import op
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0020'
-down_revision = '0007'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 

@@ -9,7 +9,7 @@ from campaigns import jobs as campaign_jobs
 from crm.db import db
 from loyalty import recommendation_model
 from loyalty.models import PopularProduct, RelatedProduct
-from tests.loyalty.conftest import ago
+from tests.helpers import ago
 
 CATALOGUE = [
     {"sku": "BEANS", "name": "Ethiopian beans", "category": "coffee", "price": "12.50",
