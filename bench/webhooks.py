@@ -36,7 +36,8 @@ from bench.sms import _port
 from bench.sync import _app, _fresh
 from campaigns import hooks
 from campaigns.hook_models import WebhookDelivery, WebhookEndpoint, WebhookEvent
-from crm.db import bulk_insert, db
+from crm.db import db
+from crm.sql import bulk_insert
 
 NOW = datetime.now(UTC) - timedelta(seconds=1)
 CONCURRENCY = 16

@@ -17,7 +17,8 @@ from crm.errors import Conflict, Invalid, get_or_404
 from loyalty.models import Offer
 
 TEMPLATE_FIELDS = ("first_name", "last_name", "name", "points", "tier", "coupon_code",
-                   "expiring_points", "recommendation")
+                   "expiring_points", "recommendation", "recommended_product",
+                   "recommended_products")
 TRIGGERS = {"no_purchase": True, "birthday": False, "tier_changed": False,
             "points_expiring": True, "first_purchase": False}  # trigger: takes days
 

@@ -31,7 +31,8 @@ from sqlalchemy.orm import selectinload
 
 from campaigns import hook_addresses
 from campaigns.hook_models import WebhookDelivery, WebhookEndpoint, WebhookEvent
-from crm.db import db, get_or_404, utcnow
+from crm.db import db, utcnow
+from crm.errors import get_or_404
 from crm.errors import Invalid
 
 EVENT_TYPES = (

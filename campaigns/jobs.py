@@ -38,6 +38,7 @@ def schedule(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
                              "seconds": config["WEBHOOK_DELIVER_INTERVAL_SECONDS"]},
         "prune-webhooks": {"trigger": "cron", "hour": 4, "minute": 10},
         "reward-referrals": {"trigger": "interval", "minutes": 10},
+        "refresh-recommendations": {"trigger": "cron", "hour": 2, "minute": 45},
     }
 
 
@@ -53,6 +54,7 @@ WORK: dict[str, Callable[[], Any]] = {
     "deliver-webhooks": hook_delivery.deliver,
     "prune-webhooks": hook_delivery.prune,
     "reward-referrals": referrals.reward_due,
+    "refresh-recommendations": loyalty_jobs.refresh_recommendations,
 }
 
 _app: Flask | None = None

@@ -277,3 +277,19 @@ class CampaignEvent(db.Model):
     kind: Mapped[str] = mapped_column(String(16))
     customer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("customers.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CampaignRecommendation(db.Model):
+    """A product a run put in front of a person (``{recommended_product(s)}``), or, for
+    the holdout, would have: the report counts purchases of them by group."""
+
+    __tablename__ = "campaign_recommendations"
+    __table_args__ = (Index("ix_campaign_recommendations_campaign", "campaign_id",
+                            "customer_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    customer_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("customers.id"))
+    holdout: Mapped[bool]
+    sku: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

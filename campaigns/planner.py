@@ -31,6 +31,7 @@ from campaigns.models import (
     Campaign,
     CampaignEvent,
     CampaignRecipient,
+    CampaignRecommendation,
     CategoryAffinity,
     Message,
     Segment,
@@ -41,10 +42,12 @@ from crm.db import any_of, db, utcnow
 from crm.models import Customer, CustomerIdentifier, Store
 from crm.sql import allocate_ids, bulk_insert, lock
 from loyalty import coupons
+from loyalty import recommendations as products_for
 from loyalty.models import Account, Lot, Offer, Purchase, PurchaseLine, Tier
 
 log = logging.getLogger("campaigns.planner")
 EXPIRING_DAYS = 30  # {expiring_points}: points expiring within this many days
+RECOMMENDED = 3  # {recommended_products}: this many names
 
 
 def run_due(now: datetime | None = None) -> dict[str, int]:
@@ -158,7 +161,11 @@ def run(campaign: Campaign, now: datetime | None = None) -> dict[str, int]:
     held = [i for i in ids if holdout(campaign.id, i, campaign.holdout_percent)]
     held_set = set(held)
     targeted = [i for i in ids if i not in held_set]
-    people = _people(targeted, template_fields(campaign.template), now)
+    used = template_fields(campaign.template)
+    # What the holdout would have been shown too: the report compares their purchases.
+    shown = _recommended(ids) if used & {"recommended_product", "recommended_products"} \
+        else {}
+    people = _people(targeted, used, now)
     recent = _recent_campaign_messages(campaign, targeted, now)
     zones = _zones(people)
     quiet = _quiet_ends(campaign, zones, now)
@@ -183,7 +190,8 @@ def run(campaign: Campaign, now: datetime | None = None) -> dict[str, int]:
     bulk_insert(Message.__table__, [
         {"id": message_ids[i], "customer_id": i, "store_id": people[i].get("store_id"),
          "campaign_id": campaign.id, "to_number": people[i]["phone"],
-         "body": campaign.template.format_map(_fields(people[i], coupon_of.get(i))),
+         "body": campaign.template.format_map(_fields(people[i], coupon_of.get(i),
+                                                      shown.get(i, []))),
          "purpose": "campaign", "status": "queued", "attempts": 0,
          "next_attempt_at": quiet.get(i, now), "created_at": now, "updated_at": now,
          "quiet_start": window.get("start"), "quiet_end": window.get("end"),
@@ -194,6 +202,9 @@ def run(campaign: Campaign, now: datetime | None = None) -> dict[str, int]:
          "status": "holdout" if i in held_set else status[i],
          "message_id": message_ids.get(i), "coupon_id": (coupon_of.get(i) or (None,))[0],
          "created_at": now} for i in ids])
+    bulk_insert(CampaignRecommendation.__table__, [
+        {"campaign_id": campaign.id, "customer_id": i, "holdout": i in held_set,
+         "sku": item["sku"], "created_at": now} for i in ids for item in shown.get(i, [])])
     counts = Counter(status.values())
     counts["holdout"] = len(held)
     counts["audience"] = len(ids)
@@ -233,8 +244,22 @@ def _quiet_ends(campaign: Campaign, zones: dict[int, str], now: datetime
     return {i: ends[zone] for i, zone in zones.items() if ends[zone] is not None}
 
 
-def _fields(person: dict[str, Any], coupon: tuple[int, str] | None) -> dict[str, Any]:
-    return {"first_name": person.get("first_name") or "",
+def _recommended(ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """Up to RECOMMENDED products per person, from their history, in their last store's
+    currency, else that store's best sellers (loyalty's model, in bulk)."""
+    if not ids:
+        return {}
+    stores = {store.id: store for store in db.session.scalars(select(Store))}
+    last = dict(db.session.execute(_last_stores(ids)).all())
+    return products_for.for_customers(ids, RECOMMENDED,
+                                      {i: stores.get(last.get(i)) for i in ids})
+
+
+def _fields(person: dict[str, Any], coupon: tuple[int, str] | None,
+            shown: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"recommended_product": shown[0]["name"] if shown else "",
+            "recommended_products": ", ".join(item["name"] for item in shown),
+            "first_name": person.get("first_name") or "",
             "last_name": person.get("last_name") or "",
             "name": person.get("first_name") or "there",
             "points": person.get("points", 0), "tier": person.get("tier") or "",

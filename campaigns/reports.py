@@ -13,13 +13,13 @@ from typing import Any
 
 from sqlalchemy import and_, func, select
 
-from campaigns.models import Campaign, CampaignRecipient, Message
+from campaigns.models import Campaign, CampaignRecipient, CampaignRecommendation, Message
 from crm.db import db, plus_days
 from crm.errors import get_or_404
 from crm.models import ConsentEvent
 from crm.money import to_amount
 from loyalty import settings
-from loyalty.models import CouponRedemption, Purchase
+from loyalty.models import CouponRedemption, Purchase, PurchaseLine
 
 Z95 = 1.959964
 SENT = ("submitted", "sent", "delivered", "read")
@@ -87,7 +87,32 @@ def report(campaign_id: int) -> dict[str, Any]:
         "opted_out": opted_out, "coupons_redeemed": redeemed,
         "currency": currency, "groups": groups,
         "lift": lift(raw["targeted"], raw["holdout"], currency),
+        "recommended_products": recommended_purchases(campaign, sizes),
     }
+
+
+def recommended_purchases(campaign: Campaign, sizes: dict[bool, int]) -> dict[str, Any]:
+    """Purchases of the products a run recommended to each person (``{recommended_
+    product(s)}``) within the attribution window, targeted against the holdout (who were
+    never shown theirs): people who bought one, and lines."""
+    rec = CampaignRecommendation
+    window_end = plus_days(rec.created_at, campaign.attribution_days)
+    bought = dict((held, (people, lines)) for held, people, lines in db.session.execute(
+        select(rec.holdout, func.count(func.distinct(rec.customer_id)),
+               func.count(func.distinct(PurchaseLine.id)))
+        .join(Purchase, and_(Purchase.customer_id == rec.customer_id,
+                             Purchase.occurred_at >= rec.created_at,
+                             Purchase.occurred_at < window_end))
+        .join(PurchaseLine, and_(PurchaseLine.purchase_id == Purchase.id,
+                                 PurchaseLine.sku == rec.sku))
+        .where(rec.campaign_id == campaign.id).group_by(rec.holdout)))
+    answer = {}
+    for name, held in (("targeted", False), ("holdout", True)):
+        people, lines = bought.get(held, (0, 0))
+        size = sizes.get(held, 0)
+        answer[name] = {"buyers": people, "lines": lines,
+                        "buyer_rate": people / size if size else None}
+    return answer
 
 
 def _group(size: int, converters: int, revenue: int | None, currency: str) -> dict[str, Any]:

@@ -218,6 +218,9 @@ class CampaignReportSchema(Schema):
     groups = fields.Dict(keys=fields.String(), values=fields.Nested(GroupSchema))
     lift = fields.Dict(metadata={"description": "conversion difference targeted - holdout "
                                  "with its 95% interval, relative lift, incremental revenue"})
+    recommended_products = fields.Dict(metadata={
+        "description": "by group (targeted, holdout): buyers of a product recommended to "
+        "them ({recommended_product(s)}) within the attribution window, lines, buyer_rate"})
 
 
 class WebhookEndpointSchema(Schema):

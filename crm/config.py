@@ -54,6 +54,8 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_DISABLE_AFTER_DAYS": 5,  # failing with no success this long: disabled
     "WEBHOOK_RETENTION_DAYS": 30,
     "WEBHOOK_CA_FILE": "",  # CA certificates to trust instead of the system's ("": those)
+    "RECOMMEND_WINDOW_DAYS": 365,  # purchases the recommendation model learns from
+    "RECOMMEND_RECENT_DAYS": 30,  # a product bought this recently is not recommended
     "SQLITE_BUSY_TIMEOUT_S": 15.0,
     "MAX_CONTENT_LENGTH": 4 * 1024 * 1024,
     "PROXY_COUNT": 0,  # proxies in front whose X-Forwarded-For/-Proto are trusted

@@ -20,11 +20,12 @@ def init_app(app: Flask) -> None:
         referral_models,  # noqa: F401  (tables known to migrations)
         referrals,
     )
-    from loyalty.cli import loyalty_cli
+    from loyalty.cli import loyalty_cli, recommendations_cli
     from loyalty.merging import on_merged, on_unmerged
     from loyalty.offer_routes import offers_blp, rewards_blp
     from loyalty.points import profile_extension
     from loyalty.referral_routes import referrals_blp, share_page
+    from loyalty.product_routes import products_blp, recommendations_blp
     from loyalty.routes import points_blp, program_blp, purchases_blp
 
     api.register_blueprint(program_blp, url_prefix="/api/v1/loyalty")
@@ -36,6 +37,10 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(share_page)
     app.cli.add_command(loyalty_cli)
     fraud.init_app(app)
+    api.register_blueprint(products_blp, url_prefix="/api/v1")
+    api.register_blueprint(recommendations_blp, url_prefix="/api/v1/customers")
+    app.cli.add_command(loyalty_cli)
+    app.cli.add_command(recommendations_cli)
     signals.customer_merged.connect(on_merged)
     signals.customer_unmerged.connect(on_unmerged)
     # Referrals: after on_merged, so that a reversal finds the points on the survivor.

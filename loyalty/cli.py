@@ -47,3 +47,14 @@ def review_command() -> None:
     counts = jobs.review_tiers()
     db.session.commit()
     click.echo(json.dumps(counts))
+
+
+recommendations_cli = AppGroup("recommendations", help="The recommendation model.")
+
+
+@recommendations_cli.command("refresh")
+def refresh_command() -> None:
+    """Rebuild the recommendation model from the window's purchases."""
+    counts = jobs.refresh_recommendations()
+    db.session.commit()
+    click.echo(json.dumps(counts))

@@ -68,3 +68,9 @@ def expire_points(now: datetime | None = None) -> int:
 
 def review_tiers(now: datetime | None = None) -> dict[str, int]:
     return tiers.review(settings.program(), settings.tiers(), now)
+
+
+def refresh_recommendations(now: datetime | None = None) -> dict[str, object]:
+    from loyalty import recommendation_model  # NumPy and SciPy: only where the job runs
+
+    return recommendation_model.refresh(now)

@@ -376,3 +376,48 @@ class VerificationCode(db.Model):
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
     used_for: Mapped[str | None] = mapped_column(String(120))  # the receipt or claim
+
+
+class Product(db.Model):
+    """The catalogue shared by the shops and the web store. Sales may name skus it does
+    not know: lines keep their own sku and category."""
+
+    __tablename__ = "products"
+
+    sku: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(64), index=True)
+    price: Mapped[int] = mapped_column(BigInt)  # minor units of ``currency``
+    currency: Mapped[str] = mapped_column(String(3))
+    active: Mapped[bool] = mapped_column(default=True)
+    image_url: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class RelatedProduct(db.Model):
+    """The recommendation model's item-to-item part, rebuilt by each refresh: for a sku,
+    the skus its buyers also bought (``customers`` of them, within the window) and how
+    many baskets held both; ``score`` weighs the first (see loyalty/recommendations.py).
+    Only each sku's strongest neighbours are kept."""
+
+    __tablename__ = "recommendation_related"
+
+    sku: Mapped[str] = mapped_column(String(64), primary_key=True)
+    other_sku: Mapped[str] = mapped_column(String(64), primary_key=True)
+    score: Mapped[float]
+    customers: Mapped[int] = mapped_column(BigInt)
+    baskets: Mapped[int] = mapped_column(BigInt)
+
+
+class PopularProduct(db.Model):
+    """The popularity fallback, rebuilt by each refresh: the best sellers (by buyers
+    within the window) per ``scope``: ``all``, ``channel:store``, ``channel:online``,
+    ``store:<id>``."""
+
+    __tablename__ = "recommendation_popular"
+
+    scope: Mapped[str] = mapped_column(String(40), primary_key=True)
+    rank: Mapped[int] = mapped_column(primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64))
+    buyers: Mapped[int] = mapped_column(BigInt)

@@ -418,3 +418,76 @@ MemberCouponPageSchema = page_of(MemberCouponSchema, "MemberCouponPage")
 RewardPageSchema = page_of(RewardSchema, "RewardPage")
 ExpiringPointsPageSchema = page_of(ExpiringPointsSchema, "ExpiringPointsPage")
 ExpiringCouponPageSchema = page_of(ExpiringCouponSchema, "ExpiringCouponPage")
+
+
+SKU = validate.Regexp(r"^[\x21-\x7e]{1,64}\Z", error="1 to 64 printable characters, no spaces.")
+
+
+class ProductSchema(Schema):
+    """A catalogue product; ``price`` in ``currency``."""
+
+    sku = fields.String(required=True, validate=SKU)
+    name = Text(required=True, validate=validate.Length(1, 200))
+    category = Text(required=True, validate=validate.Length(1, 64))
+    price = Amount(required=True)
+    currency = fields.String(required=True, validate=_currency)
+    active = fields.Boolean(load_default=True)
+    image_url = fields.Url(allow_none=True, schemes={"https", "http"},
+                           validate=validate.Length(max=500))
+    created_at = fields.AwareDateTime(dump_only=True)
+    updated_at = fields.AwareDateTime(dump_only=True)
+
+    @post_dump
+    def _price(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        if isinstance(data.get("price"), str):
+            data["price"] = to_amount(int(data["price"]), data["currency"])
+        return data
+
+
+ProductPageSchema = page_of(ProductSchema, "ProductPage")
+
+
+def _product_batch(items: Any) -> None:
+    if not isinstance(items, list) or not 1 <= len(items) <= 1000:
+        raise ValidationError("A list of 1 to 1000 products.")
+
+
+class ProductSyncInSchema(Schema):
+    # Raw: each product is checked on its own (ProductSchema), so that one bad item is
+    # its own result and never fails the batch.
+    products = fields.Raw(required=True, validate=_product_batch, metadata={
+        "type": "array", "items": {"type": "object"},
+        "description": "Up to 1000 products (Product)."})
+
+
+class ProductSyncOutSchema(Schema):
+    results = fields.Raw(metadata={
+        "type": "array", "items": {"type": "object"},
+        "description": "One per product, in order: {sku, result (created, updated, "
+        "unchanged, invalid), detail?}."})
+
+
+class ProductArgs(PageArgs):
+    category = fields.String(validate=validate.Length(1, 64))
+    q = fields.String(validate=validate.Length(1, 100))
+
+
+class RecommendationArgs(Schema):
+    limit = fields.Integer(load_default=10, validate=validate.Range(1, 50))
+    store_code = fields.String(validate=validate.Length(1, 32))
+
+
+class RecommendationSchema(Schema):
+    sku = fields.String()
+    name = fields.String()
+    category = fields.String()
+    price = fields.String(metadata={"description": "A decimal string in ``currency``."})
+    currency = fields.String()
+    image_url = fields.String(allow_none=True)
+    score = fields.Float()
+    reason = fields.String(metadata={"description": "What a cashier can say: \"often "
+                                     "bought with Ethiopian beans\"."})
+
+
+class RecommendationListSchema(Schema):
+    items = fields.List(fields.Nested(RecommendationSchema))
