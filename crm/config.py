@@ -47,7 +47,10 @@ DEFAULTS: dict[str, Any] = {
     "SQLITE_BUSY_TIMEOUT_S": 15.0,
     "MAX_CONTENT_LENGTH": 4 * 1024 * 1024,
     "LOG_LEVEL": "INFO",
-    "FEATURE_PACKAGES": ["loyalty", "campaigns"],
+    "CONSOLE_IDLE_MINUTES": 30,  # a console session ends after this long without a request
+    "CONSOLE_SIGNIN_LIMIT_ACCOUNT": "5 per 15 minutes",  # failed sign-ins per email
+    "CONSOLE_SIGNIN_LIMIT_ADDRESS": "20 per 15 minutes",  # failed sign-ins per address
+    "FEATURE_PACKAGES": ["loyalty", "campaigns", "console"],
 }
 
 
