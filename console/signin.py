@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Response, current_app, redirect, render_template, request, session, url_for
+from flask import Response, current_app, g, redirect, render_template, request, session, url_for
 from flask_limiter.util import get_remote_address
 from flask_login import login_user, logout_user
 
@@ -15,11 +15,9 @@ from console.web import bp
 from crm.db import db
 from crm.limits import limiter
 
-FAILED = 401
 
-
-def _failed(response: Response) -> bool:
-    return response.status_code == FAILED
+def _failed(_response: Response) -> bool:
+    return bool(g.get("signin_failed"))
 
 
 def _account() -> str:
@@ -60,9 +58,10 @@ def login() -> Any:
             login_user(user)
             return redirect(target)
         db.session.rollback()
+        g.signin_failed = True
         error = "The email or password is not right."
     return render_template("console/login.html", error=error,
-                           email=request.form.get("email", "")), FAILED if error else 200
+                           email=request.form.get("email", ""))
 
 
 @bp.route("/logout", methods=["POST"])

@@ -112,10 +112,12 @@ def when(value: datetime | str | None, zone: str | None = None) -> str:
     return local.strftime("%Y-%m-%d %H:%M %Z")
 
 
-def money(minor: int | None, currency: str) -> str:
+def money(minor: int | str | None, currency: str) -> str:
+    """Minor units (or an amount already written as a decimal string) with the currency."""
     if minor is None:
         return "—"
-    return format_currency(Decimal(to_amount(minor, currency)), currency, locale="en_US")
+    amount = Decimal(minor) if isinstance(minor, str) else Decimal(to_amount(minor, currency))
+    return format_currency(amount, currency, locale="en_US")
 
 
 def number(value: Any) -> str:
