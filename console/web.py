@@ -5,7 +5,7 @@ Content-Security-Policy, error pages, and the filters templates format with."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import wraps
 from typing import Any, TypeVar
@@ -161,14 +161,11 @@ def _unknown(_anything: str) -> Any:
 def init_web(app: Flask) -> None:
     app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)  # the console asks; the API has keys
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # valid as long as the session
-    app.config.setdefault("SESSION_COOKIE_SECURE", True)
-    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
-    from datetime import timedelta
-
-    app.config.setdefault("PERMANENT_SESSION_LIFETIME",
-                          timedelta(minutes=app.config["CONSOLE_IDLE_MINUTES"]))
-    app.config.setdefault("SESSION_REFRESH_EACH_REQUEST", True)  # idle, not absolute
+    # Flask's own defaults are lax; the console's session cookie is not.
+    app.config.update(
+        SESSION_COOKIE_SECURE=True, SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax", SESSION_REFRESH_EACH_REQUEST=True,
+        PERMANENT_SESSION_LIFETIME=timedelta(minutes=app.config["CONSOLE_IDLE_MINUTES"]))
     login_manager.login_view = "console.login"
     login_manager.session_protection = "strong"
     login_manager.init_app(app)

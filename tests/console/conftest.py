@@ -28,6 +28,12 @@ PASSWORD = "correct horse battery staple"
 ROLES = ("viewer", "marketer", "admin")
 
 
+def fresh() -> None:
+    """The test's next reads see what requests committed meanwhile."""
+    db.session.rollback()
+    db.session.expire_all()
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright

@@ -4,17 +4,20 @@ and a screenshot (see conftest)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from sqlalchemy import select
 
+from console.models import User
 from crm.db import db
 from crm.models import Customer, CustomerIdentifier
 from loyalty import points, settings
 from loyalty.models import LedgerEntry, Offer, Tier
+from tests.console.conftest import fresh
 
 
 def _demo_customer(phone_digits: str = "+12125550004") -> Customer:
-    db.session.rollback()
+    fresh()
     return db.session.scalar(select(Customer).join(CustomerIdentifier).where(
         CustomerIdentifier.kind == "phone", CustomerIdentifier.value == phone_digits))
 
@@ -64,11 +67,10 @@ def test_search_by_phone_written_differently_then_the_360_view_and_an_adjustment
     assert s.page.locator("#balance").inner_text() == f"{balance + 25:,}"
     first = s.page.locator("#ledger tbody tr").first.inner_text()
     assert "adjust" in first and "+25" in first and "Goodwill" in first
-    db.session.rollback()
+    fresh()
     entry = db.session.scalar(select(LedgerEntry).where(LedgerEntry.customer_id == member.id)
                               .order_by(LedgerEntry.id.desc()))
-    user_id = db.session.scalar(select(__import__("console.models").models.User.id).where(
-        __import__("console.models").models.User.email == "admin@demo.example.com"))
+    user_id = db.session.scalar(select(User.id).where(User.email == "admin@demo.example.com"))
     assert entry.actor == f"user:{user_id}:admin@demo.example.com"
     s.check("customer-360-adjusted")
 
@@ -89,7 +91,7 @@ def test_a_tier_edit_with_a_bad_value_shows_the_error_and_saves_nothing(demo, sc
     assert "between" in error.inner_text().lower() or "must" in error.inner_text().lower()
     assert s.page.get_by_label("Threshold points").get_attribute("aria-invalid") == "true"
     s.check("setup-tier-error", 422)
-    db.session.rollback()
+    fresh()
     settings.forget()
     again = db.session.get(Tier, silver.id)
     assert (again.threshold_points, str(again.multiplier)) == (300, "1.25")
@@ -127,7 +129,7 @@ def test_a_form_posted_without_its_csrf_token_is_refused(demo, screen):
                                  form={"points": "500", "reason": "no token"})
     assert answer.status == 400
     assert "security token" in answer.text()
-    db.session.rollback()
+    fresh()
     assert points.summary(member.id)["balance"] == before
 
 
@@ -182,7 +184,7 @@ def test_loyalty_set_up_screens_offers_coupons_and_rewards(demo, screen):
     s.page.get_by_role("button", name="Create offer").click()
     s.page.wait_for_load_state()
     assert "Spring 15%" in s.page.locator("#offers-table").inner_text()
-    db.session.rollback()
+    fresh()
     offer = db.session.scalar(select(Offer).where(Offer.name == "Spring 15%"))
     s.go(f"/console/setup/offers/{offer.id}")
     s.page.get_by_label("Count").fill("250")
@@ -193,7 +195,7 @@ def test_loyalty_set_up_screens_offers_coupons_and_rewards(demo, screen):
     s.check("setup-offer")
     with s.page.expect_download() as download:
         s.page.locator("#batches-table a").first.click()
-    lines = open(download.value.path()).read().splitlines()
+    lines = Path(download.value.path()).read_text().splitlines()
     assert len(lines) == 251 and lines[1].startswith("SPR-")
 
     s.go("/console/setup/rewards")
@@ -225,7 +227,7 @@ def test_merge_with_confirmation_unmerge_export_and_erase(demo, screen, factory)
     assert "twin@example.com" not in s.page.locator("#profile").inner_text()
     with s.page.expect_download() as download:
         s.page.get_by_role("button", name="Download everything held (JSON)").click()
-    assert '"identifiers"' in open(download.value.path()).read()
+    assert '"identifiers"' in Path(download.value.path()).read_text()
     erase = s.page.get_by_role("button", name="Erase personal data")
     assert erase.is_disabled()
     s.page.get_by_label(re.compile("type ERASE")).fill(f"ERASE {member.id}")
