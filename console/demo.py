@@ -13,6 +13,11 @@ DEMO_DOMAIN = "demo.example.com"
 
 
 def load(_keys: Any) -> None:
+    from console import demo_history
+
+    added = demo_history.load()
+    if added:
+        demo_notes.append(f"A year of history added: {added:,} purchases.")
     demo_notes.append("Console users (passwords shown once; `flask demo` again makes new ones):")
     for role in ROLES:
         email, password = f"{role}@{DEMO_DOMAIN}", users.new_password()

@@ -54,7 +54,7 @@ def revoke_key_command(key_id: int) -> None:
 
 @click.command("demo")
 @with_appcontext
-@click.option("--customers", "count", default=300, show_default=True)
+@click.option("--customers", "count", default=3000, show_default=True)
 def demo_command(count: int) -> None:
     """Load demo stores and customers and print a fresh key of each scope. Running it
     again adds nothing twice and replaces the demo keys."""
