@@ -25,12 +25,14 @@ def _password(from_stdin: bool) -> tuple[str, bool]:
 @click.option("--email", required=True)
 @click.option("--role", required=True, type=click.Choice(ROLES))
 @click.option("--name", default="")
+@click.option("--timezone", default=None, help="Zone times are shown in (IANA name).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
-def create_command(email: str, role: str, name: str, password_stdin: bool) -> None:
+def create_command(email: str, role: str, name: str, timezone: str | None,
+                   password_stdin: bool) -> None:
     """Create a user; prints a one-time password unless --password-stdin."""
     password, show = _password(password_stdin)
     try:
-        user = users.create_user(email, role, password, name)
+        user = users.create_user(email, role, password, name, timezone)
     except DomainError as e:
         raise click.UsageError(e.detail) from None
     db.session.commit()

@@ -90,7 +90,7 @@ def load(minimum_customers: int = 200) -> int:
     lifetime: dict[int, int] = {}
     open_lots: dict[int, list[dict[str, Any]]] = {}  # spendable, closest to expiry first
     draws: list[dict[str, Any]] = []
-    for n, sale in enumerate(sales):
+    for sale in sales:
         pid, cid, at, store = next(ids), sale["customer_id"], sale["at"], sale["store"]
         total = sum(price for _, _, price in sale["items"])
         discount, applied = 0, []

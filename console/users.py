@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from zoneinfo import available_timezones
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -36,14 +37,18 @@ def _check_password(password: str) -> None:
                       errors={"password": [f"At least {MIN_PASSWORD} characters."]})
 
 
-def create_user(email: str, role: str, password: str, name: str = "") -> User:
+def create_user(email: str, role: str, password: str, name: str = "",
+                timezone: str | None = None) -> User:
     if role not in ROLES:
         raise Invalid(f"Unknown role {role!r}.", errors={"role": [f"One of {', '.join(ROLES)}."]})
+    if timezone is not None and timezone not in available_timezones():
+        raise Invalid(f"Unknown time zone {timezone!r}.", errors={"timezone": ["An IANA name."]})
     email = normalize_email(email)
     _check_password(password)
     if db.session.scalar(select(User.id).where(User.email == email)) is not None:
         raise Conflict(f"A user with the email {email} exists already.")
-    user = User(email=email, role=role, name=name, password_hash=hasher.hash(password))
+    user = User(email=email, role=role, name=name, timezone=timezone,
+                password_hash=hasher.hash(password))
     db.session.add(user)
     db.session.flush()
     return user

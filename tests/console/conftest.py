@@ -99,7 +99,8 @@ def screen(browser: Any, live_server: str) -> Iterator[Callable[..., Screen]]:
     contexts = []
 
     def open_screen(role: str | None = None, **options: Any) -> Screen:
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, **options)
+        options.setdefault("viewport", {"width": 1280, "height": 900})
+        context = browser.new_context(**options)
         contexts.append(context)
         context.set_default_timeout(10_000)
         s = Screen(context.new_page(), live_server)

@@ -39,6 +39,9 @@ def test_sign_in_dashboard_and_the_same_answer_for_unknown_and_wrong(demo, scree
     assert s.page.locator("#sales-table tbody tr").count() == 90
     assert s.page.locator("#tiers-table").inner_text().startswith("Tier")
     s.check("dashboard")
+    tablet = screen("viewer", viewport={"width": 768, "height": 1024})
+    assert tablet.page.locator("#fig-members").inner_text() == "40"
+    tablet.check("dashboard-tablet")
 
 
 def test_search_by_phone_written_differently_then_the_360_view_and_an_adjustment(demo, screen):

@@ -239,3 +239,26 @@ def test_dashboard_figures_add_up(client, factory):
     _sign_in(client, "viewer@example.com")
     page = client.get("/console/").get_data(as_text=True)
     assert 'id="fig-members">2<' in page and "$1.34" in page
+
+
+def test_demo_prints_console_users_and_adds_a_year_once(runner, client, factory):
+    first = runner.invoke(args=["demo", "--customers", "260"])
+    assert first.exit_code == 0, first.output
+    added = re.search(r"A year of history added: ([\d,]+) purchases", first.output)
+    assert added and int(added.group(1).replace(",", "")) > 500
+    passwords = dict(re.findall(r"^\s+(\S+@demo\.example\.com)\s+(\S+)$", first.output, re.M))
+    assert set(passwords) == {"viewer@demo.example.com", "marketer@demo.example.com",
+                              "admin@demo.example.com"}
+    fresh()
+    count = db.session.scalar(select(func.count()).select_from(Purchase))
+    second = runner.invoke(args=["demo", "--customers", "260"])
+    assert "A year of history" not in second.output
+    fresh()
+    assert db.session.scalar(select(func.count()).select_from(Purchase)) == count
+    assert runner.invoke(args=["loyalty", "verify"]).exit_code == 0
+    again = dict(re.findall(r"^\s+(\S+@demo\.example\.com)\s+(\S+)$", second.output, re.M))
+    assert _sign_in(client, "admin@demo.example.com", again["admin@demo.example.com"]
+                    ).status_code == 302
+    f = dashboard_figures()
+    assert sum(d["returned"] for d in f["sales"]) > 0 and f["coupons_redeemed"] > 0
+    assert sum(d["redeemed"] for d in f["points"]) > 0 and f["nps"][0]["responses"] > 0
