@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from functools import cache
 from zoneinfo import available_timezones
 
 from argon2 import PasswordHasher
@@ -15,9 +16,14 @@ from crm.errors import Conflict, Invalid
 from crm.identifiers import InvalidIdentifier, normalize
 
 hasher = PasswordHasher()
-# Verified when the email is unknown, so that both failures take the same time.
-_DUMMY_HASH = hasher.hash(secrets.token_urlsafe(16))
 MIN_PASSWORD = 12
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified when the email is unknown, so that both failures take the same time
+    (made at the first sign-in, not at import: every command imports this module)."""
+    return hasher.hash(secrets.token_urlsafe(16))
 
 
 def normalize_email(email: str) -> str:
@@ -88,7 +94,7 @@ def authenticate(email: str, password: str) -> User | None:
     email, a wrong password and a disabled user). Records the sign-in."""
     user = by_email(email)
     try:
-        hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+        hasher.verify(user.password_hash if user else _dummy_hash(), password)
     except (VerificationError, InvalidHashError):
         return None
     if user is None or not user.active:
