@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, missing, validate
 
 from crm.db import db
 from crm.errors import DomainError
@@ -130,6 +131,17 @@ def submit(schema: Schema, form: Mapping[str, str], action: Callable[[dict[str, 
             errors = {e.extra["field"]: [e.detail]}
         return Outcome(False, errors=errors, message=e.detail)
     return Outcome(True, result=result)
+
+
+def defaults(schema: Schema) -> dict[str, Any]:
+    """What a new form shows: the schema's defaults (a checkbox that defaults to true
+    starts checked, since an unchecked box is sent as false)."""
+    out = {}
+    for name, f in schema.fields.items():
+        value = f.load_default
+        if value is not missing and not callable(value):
+            out[name] = str(value) if isinstance(value, Decimal) else value
+    return out
 
 
 def values_of(schema: Schema, obj: Any) -> dict[str, Any]:

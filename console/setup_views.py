@@ -103,7 +103,7 @@ def _list(r: Resource, **extra: Any) -> str:
 @bp.get("/setup/<slug>")
 def setup_list(slug: str) -> Any:
     r = _resource(slug)
-    return _list(r, values={}, errors={}, message="")
+    return _list(r, values=forms.defaults(r.schema), errors={}, message="")
 
 
 @bp.post("/setup/<slug>")
@@ -174,7 +174,8 @@ def _offer_extras(r: Resource, item: Any, **extra: Any) -> dict[str, Any]:
         return {}
     return {"batches": coupons.batches_of(item.id),
             "batch_fields": forms.describe(BATCH, ["count", "prefix", "length"]),
-            "batch_errors": {}, "batch_message": "", "batch_values": {}, **extra}
+            "batch_errors": {}, "batch_message": "", "batch_values": forms.defaults(BATCH),
+            **extra}
 
 
 @bp.post("/setup/offers/<int:item_id>/coupons")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, cast, func, select
+from sqlalchemy import Integer, cast, func, literal_column, select
 
 from crm.db import db
 from crm.models import Customer
@@ -14,8 +14,9 @@ from crm.models import Customer
 def day_of(column: Any) -> Any:
     """The UTC day (``YYYY-MM-DD`` text) of a UTCDateTime column, on both databases."""
     if db.engine.dialect.name == "postgresql":
-        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
-    return func.substr(column, 1, 10)
+        return func.to_char(func.timezone("UTC", column), literal_column("'YYYY-MM-DD'"))
+    # Literal arguments: GROUP BY then names the same expression as the SELECT.
+    return func.substr(column, literal_column("1"), literal_column("10"))
 
 
 def member_counts(now: datetime, days: int = 30) -> dict[str, int]:

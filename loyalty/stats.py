@@ -38,16 +38,19 @@ def sales_per_day(since: datetime, until: datetime) -> list[dict[str, Any]]:
 def points_per_day(since: datetime, until: datetime) -> list[dict[str, Any]]:
     """Points issued (earned, pending included) and redeemed per UTC day."""
     day = day_of(LedgerEntry.occurred_at)
-    issued = func.sum(case((LedgerEntry.kind == "earn", LedgerEntry.points),
-                           (LedgerEntry.kind == "pending", LedgerEntry.pending), else_=0))
-    redeemed = func.sum(case((LedgerEntry.kind == "redeem", -LedgerEntry.points), else_=0))
-    rows = {d: (i, r) for d, i, r in db.session.execute(
-        select(day, issued, redeemed)
-        .where(LedgerEntry.occurred_at >= since, LedgerEntry.occurred_at < until,
-               LedgerEntry.kind.in_(("earn", "pending", "redeem")))
-        .group_by(day))}
-    return [{"day": d, "issued": int(rows.get(d, (0, 0))[0] or 0),
-             "redeemed": int(rows.get(d, (0, 0))[1] or 0)}
+    totals: dict[str, list[int]] = {}
+    for d, kind, points, pending in db.session.execute(
+            select(day, LedgerEntry.kind, func.sum(LedgerEntry.points),
+                   func.sum(LedgerEntry.pending))
+            .where(LedgerEntry.occurred_at >= since, LedgerEntry.occurred_at < until,
+                   LedgerEntry.kind.in_(("earn", "pending", "redeem")))
+            .group_by(day, LedgerEntry.kind)):
+        issued_redeemed = totals.setdefault(d, [0, 0])
+        if kind == "redeem":
+            issued_redeemed[1] -= int(points or 0)
+        else:
+            issued_redeemed[0] += int(points or 0) + int(pending or 0)
+    return [{"day": d, "issued": totals.get(d, [0, 0])[0], "redeemed": totals.get(d, [0, 0])[1]}
             for d in _days(since.date(), (until - timedelta(microseconds=1)).date())]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from console.models import User
@@ -52,9 +53,8 @@ def test_search_by_phone_written_differently_then_the_360_view_and_an_adjustment
     s.check("customers")
     s.page.get_by_label("Search by name, email, phone or card").fill("(212) 555 0004")
     s.page.get_by_role("button", name="Search").click()
+    expect(s.page.locator("#customer-results tbody tr")).to_have_count(1)
     link = s.page.locator("#customer-results a").first
-    link.wait_for()
-    assert s.page.locator("#customer-results tbody tr").count() == 1
     s.check("customer-search")
     link.click()
     s.page.wait_for_url(re.compile(rf"/console/customers/{member.id}$"))
@@ -162,9 +162,11 @@ def test_keyboard_only_sign_in_and_reach_a_customer(demo, screen):
         keys.press("Tab")
         if s.page.evaluate("document.activeElement.id") == "q":
             break
-    keys.type(member.last_name)
+    keys.type(f"{member.first_name} {member.last_name}")
     keys.press("Enter")
-    s.page.locator("#customer-results a").first.wait_for()
+    s.page.wait_for_url(re.compile(r"q="))
+    s.page.wait_for_load_state("networkidle")
+    expect(s.page.locator("#customer-results")).to_contain_text(member.last_name)
     target = f"/console/customers/{member.id}"
     for _ in range(80):
         keys.press("Tab")
@@ -189,6 +191,7 @@ def test_loyalty_set_up_screens_offers_coupons_and_rewards(demo, screen):
     assert "Spring 15%" in s.page.locator("#offers-table").inner_text()
     fresh()
     offer = db.session.scalar(select(Offer).where(Offer.name == "Spring 15%"))
+    assert offer.active and not offer.stackable  # the form started from the defaults
     s.go(f"/console/setup/offers/{offer.id}")
     s.page.get_by_label("Count").fill("250")
     s.page.get_by_label("Prefix").fill("SPR-")
