@@ -16,7 +16,8 @@ from sqlalchemy import insert, select
 from crm import create_app, keys, stores
 from crm.db import db, utcnow
 from crm.models import Customer, CustomerIdentifier
-from loyalty import ledger, settings
+from crm.sql import Sql
+from loyalty import accounts, ledger, settings
 
 BATCH = 500
 
@@ -36,11 +37,12 @@ def seed(members: int, points: int) -> dict[str, object]:
         db.session.execute(insert(CustomerIdentifier), [
             {"customer_id": cid, "kind": "email", "value": f"member{cid}@bench.example",
              "created_at": now} for cid in ids])
-        for n, cid in enumerate(ids, 1):
-            ledger.adjust(ledger.lock_account(cid), program, points, reason="bench",
-                          actor="bench")
-            if n % BATCH == 0:
-                db.session.flush()
+        for start in range(0, len(ids), BATCH):
+            with Sql() as sql:
+                locked = accounts.load_many(sql, ids[start:start + BATCH])
+                for account in locked.values():
+                    ledger.adjust(account, program, points, reason="bench", actor="bench")
+                accounts.save(sql, *locked.values())
         db.session.commit()
         first, last = ids[0], ids[-1]
         db.session.remove()

@@ -32,8 +32,9 @@ from twilio.rest import Client
 
 from bench.sync import _app, _fresh
 from campaigns.models import Message
-from crm.db import bulk_insert, db
+from crm.db import db
 from crm.models import Customer
+from crm.sql import bulk_insert
 from tests.fake_twilio import ACCOUNT_SID, AUTH_TOKEN
 
 NOW = datetime.now(UTC) - timedelta(seconds=1)

@@ -12,8 +12,8 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Select, select
 
 from campaigns.models import Campaign, Segment
-from crm.db import db, get_or_404, utcnow
-from crm.errors import Conflict, Invalid
+from crm.db import db, utcnow
+from crm.errors import Conflict, Invalid, get_or_404
 from loyalty.models import Offer
 
 TEMPLATE_FIELDS = ("first_name", "last_name", "name", "points", "tier", "coupon_code",

@@ -37,9 +37,9 @@ from campaigns.models import (
 )
 from campaigns.quiet_hours import quiet_until
 from campaigns.segment_rules import compile_rule
-from crm.db import allocate_ids, any_of, bulk_insert, db, utcnow
+from crm.db import any_of, db, utcnow
 from crm.models import Customer, CustomerIdentifier, Store
-from crm.sql import lock_name
+from crm.sql import allocate_ids, bulk_insert, lock
 from loyalty import coupons
 from loyalty.models import Account, Lot, Offer, Purchase, PurchaseLine, Tier
 
@@ -147,7 +147,7 @@ def audience(campaign: Campaign, now: datetime) -> list[int]:
 def run(campaign: Campaign, now: datetime | None = None) -> dict[str, int]:
     """One run of a campaign (the caller commits)."""
     now = now or utcnow()
-    lock_name(f"campaign:{campaign.id}")
+    lock(f"campaign:{campaign.id}")
     db.session.refresh(campaign)
     ids = audience(campaign, now)
     if campaign.schedule.get("trigger") == "birthday":

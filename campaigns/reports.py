@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import and_, func, select
 
 from campaigns.models import Campaign, CampaignRecipient, Message
-from crm.db import db, get_or_404, plus_days
+from crm.db import db, plus_days
+from crm.errors import get_or_404
 from crm.models import ConsentEvent
 from crm.money import to_amount
 from loyalty import settings

@@ -25,7 +25,8 @@ from campaigns.schemas import (
 )
 from crm.api import Blueprint
 from crm.auth import require
-from crm.db import db, get_or_404
+from crm.db import db
+from crm.errors import get_or_404
 from crm.pagination import paginate
 from crm.schemas import PageArgs
 

@@ -11,7 +11,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from campaigns.models import CategoryAffinity, CustomerRfm, Segment
 from campaigns.segment_rules import check, compile_rule
-from crm.db import db, get_or_404, utcnow
+from crm.db import db, utcnow
+from crm.errors import get_or_404
 from crm.models import Customer
 from loyalty import settings
 from loyalty.models import Purchase, PurchaseLine

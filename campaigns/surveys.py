@@ -24,8 +24,8 @@ from sqlalchemy import Select, case, func, select
 
 from campaigns import outbox
 from campaigns.models import Survey, SurveyInvitation, SurveyResponse
-from crm.db import db, get_or_404, insert_ignoring_conflicts, utcnow
-from crm.errors import Conflict, DomainError, Invalid, NotFound
+from crm.db import db, insert_ignoring_conflicts, utcnow
+from crm.errors import Conflict, DomainError, Invalid, NotFound, get_or_404
 from crm.models import Customer, CustomerIdentifier, Store
 
 SCALES = {"nps": (0, 10), "csat": (1, 5)}

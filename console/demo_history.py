@@ -15,8 +15,9 @@ from typing import Any
 from sqlalchemy import select, update
 
 from campaigns.models import Survey, SurveyInvitation, SurveyResponse
-from crm.db import allocate_ids, bulk_insert, db, utcnow
+from crm.db import db, utcnow
 from crm.models import Customer, Store
+from crm.sql import allocate_ids, bulk_insert
 from loyalty import jobs
 from loyalty.models import (
     Account,

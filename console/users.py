@@ -11,8 +11,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Select, select
 
 from console.models import ROLES, User
-from crm.db import db, get_or_404, utcnow
-from crm.errors import Conflict, Invalid
+from crm.db import db, utcnow
+from crm.errors import Conflict, Invalid, get_or_404
 from crm.identifiers import InvalidIdentifier, normalize
 
 hasher = PasswordHasher()

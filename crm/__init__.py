@@ -13,6 +13,7 @@ from flask import Flask
 from flask_migrate import Migrate
 
 from crm import config as config_module
+from crm.json_provider import OrjsonProvider
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -36,7 +37,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_path=instance_path or None)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.config.update(config_module.load(Path(app.instance_path), config))
-    app.json.sort_keys = False  # answers keep their fields' order; sorting costs time
+    app.json = OrjsonProvider(app)  # answers keep their fields' order
 
     from crm.api import api, init_api
     from crm.auth import load_key
@@ -46,7 +47,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from crm.health import health
     from crm.limits import init_limits
     from crm.observability import init_observability
-    from crm.routes import customers_blp, keys_blp, stores_blp
+    from crm.routes import alerts_blp, customers_blp, keys_blp, stores_blp
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS))
@@ -67,6 +68,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api.register_blueprint(stores_blp, url_prefix="/api/v1/stores")
     api.register_blueprint(keys_blp, url_prefix="/api/v1/api-keys")
     api.register_blueprint(customers_blp, url_prefix="/api/v1/customers")
+    api.register_blueprint(alerts_blp, url_prefix="/api/v1/security/alerts")
     register_cli(app)
 
     for name in app.config["FEATURE_PACKAGES"]:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, bindparam, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from crm import signals
@@ -17,7 +17,7 @@ from crm.db import any_of, db
 from crm.errors import Conflict, Invalid, NotFound
 from crm.identifiers import InvalidIdentifier, is_blocked, normalize
 from crm.models import Customer, CustomerIdentifier, Store
-from crm.sql import Sql
+from crm.sql import Sql, Statement
 
 # API field -> identifier kind
 IDENTIFIER_FIELDS = {"email": "email", "phone": "phone", "card_number": "card"}
@@ -214,25 +214,45 @@ def search_customers(filters: dict[str, Any]) -> Select[tuple[Customer]]:
     return stmt.options(selectinload(Customer.identifiers))
 
 
-def customer_lookup(ref: dict[str, Any]) -> tuple[str, tuple[Any, ...]] | None:
-    """How to find the customer a client points at with ``{"id": ...}`` (a record merged
-    away gives its survivor) or one identifier (``email``, ``phone``, ``card_number``):
-    a scalar subquery and its parameters, for crm/sql.py statements; None when ``ref``
-    names nothing to look for. A malformed identifier is an Invalid error."""
+LOOKUPS = ("id", "identifier")  # the ways a client points at a customer
+
+
+def customer_ref(lookup: str) -> Any:
+    """The customer a ``lookup`` finds, as a scalar subquery for hand-written statements
+    (crm/sql.py), with the parameters ``customer_lookup`` gives: a record merged away
+    gives its survivor."""
+    if lookup == "id":
+        return select(func.coalesce(Customer.merged_into_id, Customer.id)).where(
+            Customer.id == bindparam("ref_id")).scalar_subquery()
+    return select(CustomerIdentifier.customer_id).where(
+        CustomerIdentifier.kind == bindparam("ref_kind"),
+        CustomerIdentifier.value == bindparam("ref_value")).scalar_subquery()
+
+
+def customer_lookup(ref: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """How to find the customer a client points at with ``{"id": ...}`` or one
+    identifier (``email``, ``phone``, ``card_number``): the lookup (one of ``LOOKUPS``)
+    and its parameters; None when ``ref`` names nothing to look for. A malformed
+    identifier is an Invalid error."""
     if ref.get("id") is not None:
-        return "(SELECT coalesce(merged_into_id, id) FROM customers WHERE id = ?)", (ref["id"],)
+        return "id", {"ref_id": ref["id"]}
     identifiers = {k: v for k, v in normalize_fields(ref).items() if v is not None}
     if not identifiers:
         return None
     kind, value = next(iter(identifiers.items()))
-    return ("(SELECT customer_id FROM customer_identifiers WHERE kind = ? AND value = ?)",
-            (kind, value))
+    return "identifier", {"ref_kind": kind, "ref_value": value}
+
+
+_FIND = {lookup: Statement(select(customer_ref(lookup))) for lookup in LOOKUPS}
 
 
 def find_customer(ref: dict[str, Any]) -> Customer | None:
     """The customer ``ref`` points at (see ``customer_lookup``), or None."""
     lookup = customer_lookup(ref)
-    customer_id = None if lookup is None else Sql().one(f"SELECT {lookup[0]}", lookup[1])[0]
+    if lookup is None:
+        return None
+    with Sql() as sql:
+        customer_id = sql.run(_FIND[lookup[0]], lookup[1]).scalar()
     return None if customer_id is None else db.session.get(Customer, customer_id)
 
 

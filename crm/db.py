@@ -19,14 +19,10 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from decimal import Decimal
-from operator import itemgetter
 from typing import Any
 
-import psycopg
-import sqlalchemy.exc
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import (
-    JSON,
     BigInteger,
     DateTime,
     Integer,
@@ -38,7 +34,6 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
-    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -226,92 +221,8 @@ def any_of(column: Any, values: list[Any]) -> Any:
     return column.in_(rows)
 
 
-def bulk_insert(table: Any, rows: list[dict[str, Any]]) -> None:
-    """Insert many rows with the driver's own executemany (SQLite) or COPY (PostgreSQL),
-    skipping SQLAlchemy's per-value processing (a third of the time of a large batch).
-    Values must be plain: datetimes aware (stored as UTCDateTime stores them), no
-    defaults filled in. A unique violation fails the whole batch."""
-    if not rows:
-        return
-    columns = list(rows[0])
-    sqlite = db.engine.dialect.name == "sqlite"
-    sql = (f"INSERT INTO {table.name} ({', '.join(columns)}) "
-           f"VALUES ({', '.join('?' * len(columns))})")
-
-    formatted: dict[datetime, str] = {}  # a batch has few distinct times
-
-    def as_text(value: Any) -> Any:
-        if value is None:
-            return None
-        if value not in formatted:
-            formatted[value] = sqlite_time(value)
-        return formatted[value]
-
-    def as_json(value: Any) -> Any:
-        return None if value is None else json.dumps(value)
-
-    # Only times (on SQLite) and JSON need converting; everything else goes as it is.
-    special = [(i, as_json if isinstance(table.c[c].type, JSON) else as_text)
-               for i, c in enumerate(columns)
-               if isinstance(table.c[c].type, JSON)
-               or (sqlite and isinstance(table.c[c].type, UTCDateTime))]
-    pick = itemgetter(*columns)
-    values: list[Any] = []
-    for row in rows:
-        record = pick(row)
-        if len(columns) == 1:
-            record = (record,)
-        if special:
-            record = list(record)
-            for i, convert in special:
-                record[i] = convert(record[i])
-            record = tuple(record)
-        values.append(record)
-    if sqlite:
-        db.session.connection().exec_driver_sql(sql, values)
-        return
-    # PostgreSQL: COPY, in the session's transaction (several times faster than
-    # executemany for batches of this size), after what crm/sql.py queued.
-    from crm.sql import send_queued
-
-    connection = db.session.connection()
-    send_queued(connection)
-    driver = connection.connection.driver_connection
-    statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
-    try:
-        with driver.cursor() as cursor, cursor.copy(statement) as copy:
-            for record in values:
-                copy.write_row(record)
-    except psycopg.errors.IntegrityError as e:  # as SQLAlchemy would report it
-        raise sqlalchemy.exc.IntegrityError(statement, None, e) from e
-
-
-def allocate_ids(table: Any, count: int) -> list[int]:
-    """Primary keys for ``count`` new rows of ``table``, so that bulk inserts need no
-    RETURNING: from the table's sequence on PostgreSQL; on SQLite the write transaction
-    holds the database lock, so the next ids after the largest are ours."""
-    if count <= 0:
-        return []
-    if db.engine.dialect.name == "postgresql":
-        return list(db.session.scalars(text(
-            "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"),
-            {"table": table.name, "n": count}))
-    start = db.session.scalar(text(f"SELECT coalesce(max(id), 0) FROM {table.name}"))
-    return list(range(start + 1, start + count + 1))
-
-
 def plus_days(column: Any, days: int) -> Any:
     """``column`` (a UTCDateTime) plus whole days, in SQL, comparable with such columns."""
     if db.engine.dialect.name == "postgresql":
         return column + func.make_interval(0, 0, 0, int(days))
     return func.strftime("%Y-%m-%d %H:%M:%f", column, f"{int(days):+d} days")
-
-
-def get_or_404(model: type[Any], ident: int, what: str) -> Any:
-    """The row with primary key ``ident``, or a NotFound naming ``what`` it is."""
-    from crm.errors import NotFound
-
-    row = db.session.get(model, ident)
-    if row is None:
-        raise NotFound(f"No {what} has the id {ident}.")
-    return row

@@ -4,14 +4,17 @@ and for invalid input ``errors`` by field."""
 
 from __future__ import annotations
 
+import json as stdlib_json
 import logging
 import re
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response, current_app, g, json
+from flask import Flask, Response, current_app, g, json, request
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
+
+from crm.db import db
 
 log = logging.getLogger("crm.errors")
 
@@ -49,6 +52,14 @@ class Unauthorized(DomainError):
 
 class Forbidden(DomainError):
     status, slug, title = 403, "forbidden", "Not allowed"
+
+
+def get_or_404(model: type[Any], ident: int, what: str) -> Any:
+    """The row with primary key ``ident``, or a NotFound naming ``what`` it is."""
+    row = db.session.get(model, ident)
+    if row is None:
+        raise NotFound(f"No {what} has the id {ident}.")
+    return row
 
 
 def problem(
@@ -144,8 +155,6 @@ def refuse_unstorable_text() -> None:
     """before_request: text may not contain U+0000 (PostgreSQL cannot store it), nor an
     unpaired surrogate (no database can: UTF-8 cannot encode it). A JSON body can only
     carry one as a \\u escape, so only such bodies are parsed here to look closer."""
-    from flask import request
-
     data = request.get_data(cache=True)
     form_nul = request.mimetype == "application/x-www-form-urlencoded" and b"%00" in data
     if b"\\u0000" in data or b"\x00" in data or form_nul or "\x00" in \
@@ -153,7 +162,7 @@ def refuse_unstorable_text() -> None:
         raise NulCharacter("Text may not contain the NUL character (\\u0000).")
     if _SURROGATE_ESCAPE.search(data):
         try:
-            lone = _lone_surrogate(json.loads(data))
+            lone = _lone_surrogate(stdlib_json.loads(data))  # orjson refuses them
         except (ValueError, RecursionError):
             return  # not JSON: the endpoint's own parsing answers
         if lone:
@@ -162,8 +171,6 @@ def refuse_unstorable_text() -> None:
 
 
 def register_error_handlers(app: Flask) -> None:
-    from crm.db import db
-
     @app.errorhandler(DomainError)
     def _domain(error: DomainError) -> Response:
         headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None

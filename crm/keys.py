@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from flask import current_app
 from sqlalchemy import Select, event, select
 
-from crm.db import db, get_or_404, utcnow
-from crm.errors import Invalid
+from crm.db import db, utcnow
+from crm.errors import Invalid, get_or_404
 from crm.models import SCOPES, ApiKey, Store
 
 _KEY = re.compile(r"^crm_([a-z0-9]{12})_([A-Za-z0-9_-]{43})\Z")

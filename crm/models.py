@@ -233,3 +233,28 @@ class AuditEvent(db.Model):
     actor: Mapped[str | None] = mapped_column(String(120))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SecurityAlert(db.Model):
+    """A fraud or intrusion signal for an administrator to look at. While one is open,
+    the same rule tripping again for the same subject counts on it instead of opening
+    another (``open_key`` is ``rule|subject`` while open, NULL once resolved)."""
+
+    __tablename__ = "security_alerts"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'resolved')", name="status"),
+        Index("ix_security_alerts_status", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    rule: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(200))  # "key:12", "address:…": never personal
+    detail: Mapped[str] = mapped_column(String(1000))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    count: Mapped[int] = mapped_column(default=1)
+    open_key: Mapped[str | None] = mapped_column(String(270), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(120))
+    resolution: Mapped[str | None] = mapped_column(String(1000))

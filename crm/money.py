@@ -9,6 +9,8 @@ from typing import Any
 
 from babel.numbers import get_currency_precision
 
+from crm.errors import Invalid
+
 MAX_MINOR = 10**12  # no single amount above this (10 billion units of a 2-decimal currency)
 AMOUNT = re.compile(r"^[0-9]{1,13}(\.[0-9]{1,4})?\Z")  # ASCII digits only
 
@@ -45,7 +47,6 @@ def to_amount(minor: int, currency: str) -> str:
 def amounts_to_minor(data: dict[str, Any], currency: str, *names: str) -> dict[str, Any]:
     """A copy of ``data`` with the named decimal-string amounts in minor units; an
     Invalid error names every bad one."""
-    from crm.errors import Invalid
 
     data = dict(data)
     errors = {}

@@ -7,12 +7,15 @@ from typing import Any
 from flask import jsonify
 from flask.views import MethodView
 
-from crm import customers, duplicates, keys, merging, privacy, stores, sync, timeline
+from crm import alerts, customers, duplicates, keys, merging, privacy, stores, sync, timeline
 from crm.api import Blueprint
 from crm.auth import actor_of, current_key, require, source_of
 from crm.db import db
 from crm.pagination import paginate
 from crm.schemas import (
+    AlertPageSchema,
+    AlertQuerySchema,
+    AlertSchema,
     ApiKeyCreatedSchema,
     ApiKeyCreateSchema,
     ApiKeyPageSchema,
@@ -28,6 +31,7 @@ from crm.schemas import (
     MergeInSchema,
     MergeSchema,
     PageArgs,
+    ResolveInSchema,
     StorePageSchema,
     StoreSchema,
     SyncInSchema,
@@ -39,6 +43,8 @@ from crm.schemas import (
 stores_blp = Blueprint("stores", __name__, description="Shops and the web store")
 keys_blp = Blueprint("api-keys", __name__, description="Clients' credentials (admin)")
 customers_blp = Blueprint("customers", __name__, description="One record per person")
+alerts_blp = Blueprint("security-alerts", __name__,
+                       description="Fraud and intrusion alerts (admin)")
 
 
 @stores_blp.route("")
@@ -226,3 +232,24 @@ class Duplicates(MethodView):
         matches = duplicates.find([customer_id])[customer_id]
         return {"items": [{"customer": m.customer, "score": m.score, "reasons": m.reasons}
                           for m in matches]}
+
+
+@alerts_blp.route("")
+class Alerts(MethodView):
+    @require("admin")
+    @alerts_blp.arguments(AlertQuerySchema, location="query")
+    @alerts_blp.response(200, AlertPageSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        status = args.pop("status", None)
+        return paginate(alerts.list_alerts(status), **args)
+
+
+@alerts_blp.route("/<id:alert_id>/resolve")
+class ResolveAlert(MethodView):
+    @require("admin")
+    @alerts_blp.arguments(ResolveInSchema)
+    @alerts_blp.response(200, AlertSchema)
+    def post(self, data: dict[str, Any], alert_id: int) -> Any:
+        alert = alerts.resolve_alert(alert_id, actor_of(current_key()), data.get("resolution"))
+        db.session.commit()
+        return alert

@@ -381,3 +381,28 @@ class DuplicateSchema(Schema):
 
 TimelinePageSchema = page_of(TimelineItemSchema, "TimelinePage")
 DuplicatePageSchema = page_of(DuplicateSchema, "DuplicatePage")
+
+
+class AlertQuerySchema(PageArgs):
+    status = fields.String(validate=validate.OneOf(("open", "resolved")))
+
+
+class AlertSchema(Schema):
+    id = fields.Integer()
+    rule = fields.String()
+    status = fields.String()
+    subject = fields.String()
+    detail = fields.String()
+    count = fields.Integer(metadata={"description": "Occurrences while it was open."})
+    created_at = fields.AwareDateTime()
+    last_seen_at = fields.AwareDateTime()
+    resolved_at = fields.AwareDateTime(allow_none=True)
+    resolved_by = fields.String(allow_none=True)
+    resolution = fields.String(allow_none=True)
+
+
+AlertPageSchema = page_of(AlertSchema, "AlertPage")
+
+
+class ResolveInSchema(Schema):
+    resolution = Text(validate=validate.Length(max=1000))

@@ -1,67 +1,199 @@
-"""Hand-written SQL on the request's own connection and transaction, for the hot path (a
-till's sale) where SQLAlchemy's work per statement — building, caching, processing each
-value, the unit of work — costs several times what the database does.
+"""Hand-written SQL on the request's own connection and transaction, for the paths that
+run on every sale, where SQLAlchemy's work per statement (building, caching, processing
+each value, the unit of work) costs several times what the database does; and bulk
+inserts for batch work.
 
-Statements are written once, with ``?`` placeholders, in the SQL both databases speak
-(``ON CONFLICT``, ``RETURNING``); on PostgreSQL the placeholders become psycopg's ``%s``
-and ``FOR UPDATE`` clauses are kept (SQLite's write transaction is the lock there). Times
-go in as aware datetimes and come out as aware UTC datetimes, stored as SQLAlchemy stores
-them (naive UTC text on SQLite), so ORM code reading the same rows sees the same values.
-Listeners of the engine's ``before_cursor_execute`` event (a statement counter, a tracer)
-see these statements too.
+A ``Statement`` is SQLAlchemy Core, compiled once at import for both databases, so a
+renamed column fails at import and the text is what SQLAlchemy itself would send.
+Parameters are named. Times go in as aware datetimes and come out as aware UTC datetimes,
+stored as SQLAlchemy stores them (naive UTC text on SQLite), so ORM code reading the same
+rows sees the same values.
 
-A statement whose result nobody reads can be sent ``later``, and a query whose rows are
-needed only further on can be ``ask``ed: on PostgreSQL they wait, in the transaction's
-queue, for the next statement that is read (or the first read of an answer), and they go
-to the server together in one psycopg pipeline (one round trip instead of several);
-anything else that runs on the connection — a query of this module, any SQLAlchemy
-statement, the commit — sends the queue first, so every reader sees the writes before
-it, in order. On SQLite (no round trips) they run at once.
+Two verbs: ``Sql.run`` sends a statement and gives a ``Result`` to read later;
+``Sql.run_many`` sends one statement for many rows. On PostgreSQL statements wait in
+this ``Sql``'s queue and go to the server together, in one psycopg pipeline (one round
+trip for several), when a result is first read or ``send`` is called; leaving the
+``with Sql() as sql:`` block sends what is left. On SQLite (no round trips) they run at
+once. Code that mixes these statements with the ORM's sends first: the queue belongs to
+the block that made it, and nothing else looks at it.
+
+Driver errors are wrapped into SQLAlchemy's (``DBAPIError.instance``), a lost connection
+invalidated, so the error handlers answer them as they answer the ORM's. Listeners of the
+engine's ``before_cursor_execute`` event (a statement counter, a tracer) see these
+statements too.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime
+from operator import itemgetter
+from types import TracebackType
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import Pool
+from sqlalchemy import JSON, Table, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.crud import REQUIRED
 
-from crm.db import db, sqlite_time
+from crm.db import UTCDateTime, db, sqlite_time
 
-_FOR_UPDATE = re.compile(r"\s+FOR UPDATE( OF \w+)?")
-_postgres_text: dict[str, str] = {}
-_sqlite_text: dict[str, str] = {}
+DIALECTS = {"sqlite": sqlite.dialect(paramstyle="named"),
+            "postgresql": postgresql.psycopg.dialect()}
+_INSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+
+Params = Mapping[str, Any]
+
+
+class Statement:
+    """SQLAlchemy Core compiled once for each database. ``core`` is the statement, or a
+    function of the dialect's name giving it (for ``insert_for``'s ON CONFLICT);
+    ``columns`` names the INSERT's or UPDATE's columns given as parameters of the same
+    names (a name that is no column of the table is refused here)."""
+
+    def __init__(self, core: ClauseElement | Callable[[str], ClauseElement],
+                 columns: list[str] | None = None) -> None:
+        self.text: dict[str, str] = {}
+        self.defaults: dict[str, Any] = {}  # the values written in the statement itself
+        for name, dialect in DIALECTS.items():
+            statement = core(name) if callable(core) else core
+            missing = [c for c in columns or () if c not in statement.table.c]
+            if missing:  # SQLAlchemy would leave them out without a word
+                raise ArgumentError(f"{statement.table.name} has no column {missing[0]}")
+            compiled = statement.compile(dialect=dialect, column_keys=columns)
+            self.text[name] = str(compiled)
+            self.defaults.update((k, v) for k, v in compiled.params.items()
+                                 if v is not None and v is not REQUIRED)
+
+    def __repr__(self) -> str:
+        return f"Statement({self.text['sqlite']!r})"
+
+
+def insert_for(dialect: str, table: Table) -> Any:
+    """The dialect's own INSERT of ``table`` (it knows ``on_conflict_do_nothing``)."""
+    return _INSERT[dialect](table)
+
+
+class Result:
+    """The rows a statement answers, read when first asked for (which sends the
+    statement, and those before it, if they are still waiting)."""
+
+    __slots__ = ("_cursor", "_rows", "_sql", "sent")
+
+    def __init__(self, sql: Sql, cursor: Any = None, rows: list[tuple[Any, ...]] | None = None
+                 ) -> None:
+        self._sql, self._cursor, self._rows = sql, cursor, rows
+        self.sent = rows is not None
+
+    def all(self) -> list[tuple[Any, ...]]:
+        if self._rows is None:
+            if not self.sent:
+                self._sql.send()
+            self._rows = self._sql.fetch(self._cursor)
+            self._cursor = None
+        return self._rows
+
+    def one(self) -> tuple[Any, ...] | None:
+        rows = self.all()
+        return rows[0] if rows else None
+
+    def scalar(self) -> Any:
+        row = self.one()
+        return None if row is None else row[0]
 
 
 class Sql:
-    """A cursor on the session's connection (beginning its transaction if need be)."""
+    """Statements on the session's connection (beginning its transaction if need be)."""
 
     def __init__(self) -> None:
         self.connection = db.session.connection()
-        self.postgres = self.connection.dialect.name == "postgresql"
+        self.dialect = self.connection.dialect.name
+        self.postgres = self.dialect == "postgresql"
         self.driver = self.connection.connection.driver_connection
         self.cursor = self.driver.cursor()
+        self._queue: list[tuple[str, Any, bool, Any, Result | None]] = []
 
-    def _announce(self, statement: str, params: Any, many: bool) -> None:
-        listeners = self.connection.dispatch.before_cursor_execute
-        if listeners:
-            listeners(self.connection, self.cursor, statement, params, None, many)
+    def __enter__(self) -> Sql:
+        return self
 
-    def _text(self, sql: str) -> str:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 _tb: TracebackType | None) -> None:
+        if kind is None:
+            self.send()
+        else:
+            self._queue.clear()
+
+    def run(self, statement: Statement, params: Params | None = None) -> Result:
+        """Send ``statement``; read its rows from the result when they are needed."""
+        sql = statement.text[self.dialect]
+        values = self._values({**statement.defaults, **(params or {})})
+        self._announce(sql, values, many=False)
         if self.postgres:
-            found = _postgres_text.get(sql)
-            if found is None:
-                found = _postgres_text[sql] = sql.replace("?", "%s")
-            return found
-        found = _sqlite_text.get(sql)
-        if found is None:
-            found = _sqlite_text[sql] = _FOR_UPDATE.sub("", sql)
-        return found
+            result = Result(self, cursor=self.driver.cursor())
+            self._queue.append((sql, values, False, result._cursor, result))
+            return result
+        return Result(self, rows=self.fetch(self._execute(self.cursor, sql, values)))
+
+    def run_many(self, statement: Statement, rows: Iterable[Params]) -> None:
+        """Send ``statement`` once for each of ``rows`` (executemany)."""
+        values = [self._values({**statement.defaults, **row}) for row in rows]
+        if not values:
+            return
+        sql = statement.text[self.dialect]
+        self._announce(sql, values, many=True)
+        if self.postgres:
+            self._queue.append((sql, values, True, self.cursor, None))
+        else:
+            self._execute(self.cursor, sql, values, many=True)
+
+    def send(self) -> None:
+        """Send every statement waiting, in order, in one pipeline."""
+        if not self._queue:
+            return
+        queued, self._queue = self._queue, []
+        try:
+            with self.driver.pipeline():
+                for sql, values, many, cursor, _ in queued:
+                    (cursor.executemany if many else cursor.execute)(sql, values)
+        except self.connection.dialect.loaded_dbapi.Error as e:
+            raise self._wrapped(e, queued[-1][0], queued[-1][1]) from e
+        for *_, result in queued:
+            if result is not None:
+                result.sent = True
+
+    def fetch(self, cursor: Any) -> list[tuple[Any, ...]]:
+        try:
+            return cursor.fetchall() if cursor.description is not None else []
+        except self.connection.dialect.loaded_dbapi.Error as e:
+            raise self._wrapped(e, "fetch", None) from e
+
+    def _execute(self, cursor: Any, sql: str, values: Any, many: bool = False) -> Any:
+        try:
+            return (cursor.executemany if many else cursor.execute)(sql, values)
+        except self.connection.dialect.loaded_dbapi.Error as e:
+            raise self._wrapped(e, sql, values) from e
+
+    def _wrapped(self, error: Exception, sql: str, values: Any) -> DBAPIError:
+        """The driver's error as SQLAlchemy raises it; a lost connection is thrown away."""
+        dialect = self.connection.dialect
+        lost = dialect.is_disconnect(error, self.driver, None)
+        if lost:
+            self.connection.invalidate(error)
+        return DBAPIError.instance(sql, values, error, dialect.loaded_dbapi.Error,
+                                   hide_parameters=True, connection_invalidated=lost,
+                                   dialect=dialect)
+
+    def lock(self, name: str) -> None:
+        """Serialise the transactions that touch ``name`` until they end: a PostgreSQL
+        advisory transaction lock, taken with the next statements sent. On SQLite
+        writers are serialised already."""
+        if self.postgres:
+            self.run(LOCK, {"name": name})
+
+    def _values(self, params: Params) -> dict[str, Any]:
+        return {name: self.value(value) for name, value in params.items()}
 
     def value(self, value: Any) -> Any:
         """A Python value as the column stores it."""
@@ -73,131 +205,20 @@ class Sql:
             return json.dumps(value)
         return value
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        statement, values = self._text(sql), [self.value(v) for v in params]
-        self._announce(statement, values, False)
-        queued = self.connection.info.pop(_QUEUE, None)
-        if not queued:
-            return self.cursor.execute(statement, values)
-        with self.driver.pipeline():
-            _send(self.driver, queued)
-            self.cursor.execute(statement, values)
-        return self.cursor
-
-    def lock(self, name: str) -> None:
-        """Serialise transactions that touch ``name`` until they end: a PostgreSQL
-        advisory transaction lock, taken with the next statement. On SQLite writers are
-        serialised already."""
-        if self.postgres:
-            self.later("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (name,))
-
-    def later(self, sql: str, params: Sequence[Any] = ()) -> None:
-        """Run a statement whose result is not read, now or with the next one."""
-        self._later(sql, [[self.value(v) for v in params]], many=False)
-
-    def many_later(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        """Run a statement once per row (executemany), now or with the next one."""
-        rows = [[self.value(v) for v in row] for row in rows]
-        if rows:
-            self._later(sql, rows, many=True)
-
-    def ask(self, sql: str, params: Sequence[Any] = ()) -> Answer:
-        """A query whose rows are read later: on PostgreSQL it goes with the statements
-        sent later, and its rows come when they are first read."""
-        if not self.postgres:  # read now, leaving no statement open
-            return Answer(self.connection, rows=self.all(sql, params))
-        cursor = self.driver.cursor()
-        self._later(sql, [[self.value(v) for v in params]], many=False, cursor=cursor)
-        return Answer(self.connection, cursor=cursor)
-
-    def _later(self, sql: str, rows: list[list[Any]], many: bool,
-               cursor: Any = None) -> None:
-        statement = self._text(sql)
-        self._announce(statement, rows if many else rows[0], many)
-        if self.postgres:
-            self.connection.info.setdefault(_QUEUE, []).append(
-                (statement, rows, many, cursor))
-        elif many:
-            self.cursor.executemany(statement, rows)
-        else:
-            self.cursor.execute(statement, rows[0])
-
-    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        # Read to the end: on SQLite a statement left half-read stays open and can keep
-        # the transaction from ending.
-        rows = self.execute(sql, params).fetchall()
-        return rows[0] if rows else None
-
-    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self.execute(sql, params).fetchall()
+    def _announce(self, sql: str, values: Any, many: bool) -> None:
+        listeners = self.connection.dispatch.before_cursor_execute
+        if listeners:
+            listeners(self.connection, self.cursor, sql, values, None, many)
 
 
-class Answer:
-    """The rows of a query asked with ``Sql.ask``: read already, or coming to a cursor
-    with the queue."""
-
-    def __init__(self, connection: Connection, *, rows: list[tuple[Any, ...]] | None = None,
-                 cursor: Any = None) -> None:
-        self.connection, self.rows, self.cursor = connection, rows, cursor
-
-    def all(self) -> list[tuple[Any, ...]]:
-        if self.rows is None:
-            send_queued(self.connection)
-            self.rows, self.cursor = self.cursor.fetchall(), None
-        return self.rows
-
-    def one(self) -> tuple[Any, ...] | None:
-        rows = self.all()
-        return rows[0] if rows else None
+LOCK = Statement(select(func.pg_advisory_xact_lock(func.hashtextextended(
+    text(":name"), 0))))
 
 
-_QUEUE = "crm_sql_queue"  # in Connection.info: statements sent later, in order
-
-
-def _send(driver: Any, queued: list[tuple[str, list[list[Any]], bool, Any]]) -> None:
-    for statement, rows, many, cursor in queued:
-        cursor = cursor or driver.cursor()
-        if many:
-            cursor.executemany(statement, rows)
-        else:
-            cursor.execute(statement, rows[0])
-
-
-def send_queued(connection: Connection) -> None:
-    """Send the statements queued on ``connection``, in one pipeline."""
-    queued = connection.info.pop(_QUEUE, None)
-    if queued:
-        driver = connection.connection.driver_connection
-        with driver.pipeline():
-            _send(driver, queued)
-
-
-@event.listens_for(Engine, "before_execute")
-def _before_sqlalchemy_statement(connection: Connection, *_: Any) -> None:
-    if _QUEUE in connection.info:
-        send_queued(connection)
-
-
-@event.listens_for(Engine, "commit")
-def _before_commit(connection: Connection) -> None:
-    if _QUEUE in connection.info:
-        send_queued(connection)
-
-
-@event.listens_for(Engine, "rollback")
-def _on_rollback(connection: Connection) -> None:
-    connection.info.pop(_QUEUE, None)
-
-
-@event.listens_for(Pool, "checkin")
-def _never_keep_a_queue(_dbapi_connection: Any, record: Any) -> None:
-    if record is not None:
-        record.info.pop(_QUEUE, None)
-
-
-def lock_name(name: str) -> None:
-    """``Sql.lock`` in the session's transaction."""
-    Sql().lock(name)
+def lock(name: str) -> None:
+    """``Sql.lock`` for code on the ORM's path: the lock is taken now."""
+    with Sql() as sql:
+        sql.lock(name)
 
 
 def as_time(value: Any) -> datetime | None:
@@ -213,3 +234,73 @@ def as_date(value: Any) -> date | None:
     if value is None or isinstance(value, date):
         return value
     return date.fromisoformat(value)
+
+
+def bulk_insert(table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert many rows with the driver's own executemany (SQLite) or COPY (PostgreSQL),
+    skipping SQLAlchemy's per-value processing (a third of the time of a large batch).
+    Values must be plain: datetimes aware (stored as UTCDateTime stores them), no
+    defaults filled in. A unique violation fails the whole batch."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    sqlite_db = db.session.get_bind().dialect.name == "sqlite"
+    formatted: dict[datetime, str] = {}  # a batch has few distinct times
+
+    def as_text(value: Any) -> Any:
+        if value is None:
+            return None
+        if value not in formatted:
+            formatted[value] = sqlite_time(value)
+        return formatted[value]
+
+    def as_json(value: Any) -> Any:
+        return None if value is None else json.dumps(value)
+
+    # Only times (on SQLite) and JSON need converting; everything else goes as it is.
+    special = [(i, as_json if isinstance(table.c[c].type, JSON) else as_text)
+               for i, c in enumerate(columns)
+               if isinstance(table.c[c].type, JSON)
+               or (sqlite_db and isinstance(table.c[c].type, UTCDateTime))]
+    pick = itemgetter(*columns)
+    values: list[Any] = []
+    for row in rows:
+        record = pick(row)
+        if len(columns) == 1:
+            record = (record,)
+        if special:
+            record = list(record)
+            for i, convert in special:
+                record[i] = convert(record[i])
+            record = tuple(record)
+        values.append(record)
+    connection = db.session.connection()
+    if sqlite_db:
+        connection.exec_driver_sql(
+            f"INSERT INTO {table.name} ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' * len(columns))})", values)
+        return
+    # PostgreSQL: COPY, in the session's transaction (several times faster than
+    # executemany for batches of this size).
+    driver = connection.connection.driver_connection
+    statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for record in values:
+                copy.write_row(record)
+    except connection.dialect.loaded_dbapi.IntegrityError as e:  # as SQLAlchemy reports it
+        raise IntegrityError(statement, None, e) from e
+
+
+def allocate_ids(table: Table, count: int) -> list[int]:
+    """Primary keys for ``count`` new rows of ``table``, so that bulk inserts need no
+    RETURNING: from the table's sequence on PostgreSQL; on SQLite the write transaction
+    holds the database lock, so the next ids after the largest are ours."""
+    if count <= 0:
+        return []
+    if db.session.get_bind().dialect.name == "postgresql":
+        return list(db.session.scalars(text(
+            "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"),
+            {"table": table.name, "n": count}))
+    start = db.session.scalar(text(f"SELECT coalesce(max(id), 0) FROM {table.name}"))
+    return list(range(start + 1, start + count + 1))

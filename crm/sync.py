@@ -23,10 +23,11 @@ from marshmallow import ValidationError
 from sqlalchemy import and_, delete, or_, select, update
 
 from crm.customers import IDENTIFIER_FIELDS, PROFILE_FIELDS, blocked_values, owners, region
-from crm.db import allocate_ids, bulk_insert, db, utcnow
+from crm.db import db, utcnow
 from crm.identifiers import InvalidIdentifier, is_blocked, normalize
 from crm.models import ConsentEvent, Customer, CustomerIdentifier
 from crm.schemas import SyncMemberSchema
+from crm.sql import allocate_ids, bulk_insert
 
 _REQUIRED = frozenset(n for n, f in SyncMemberSchema._declared_fields.items() if f.required)
 _DECLARED = frozenset(SyncMemberSchema._declared_fields)

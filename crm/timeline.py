@@ -22,6 +22,7 @@ from sqlalchemy import (
 
 from crm.models import AuditEvent, ConsentEvent, CustomerMerge
 from crm.money import to_amount
+from crm.pagination import paginate
 
 TimelineSource = Callable[[list[int]], list[Select[Any]]]
 timeline_sources: list[TimelineSource] = []
@@ -61,7 +62,6 @@ def timeline(ids: list[int]) -> Select[Any]:
 
 
 def page(ids: list[int], page: int, page_size: int) -> tuple[dict[str, Any], int, dict]:
-    from crm.pagination import paginate
 
     body, status, headers = paginate(timeline(ids), page, page_size)
     body["items"] = [{**item, "amount": to_amount(item["amount"], item["currency"])

@@ -9,7 +9,7 @@ import click
 from flask.cli import AppGroup
 
 from crm.db import db
-from loyalty import jobs, ledger
+from loyalty import accounts, jobs
 
 loyalty_cli = AppGroup("loyalty", help="Points ledger checks and jobs.")
 
@@ -17,7 +17,7 @@ loyalty_cli = AppGroup("loyalty", help="Points ledger checks and jobs.")
 @loyalty_cli.command("verify")
 def verify_command() -> None:
     """Recompute every balance from the ledger and the lots; exit 1 on any difference."""
-    problems = ledger.verify()
+    problems = accounts.verify()
     db.session.rollback()
     for problem in problems:
         click.echo(json.dumps(problem))

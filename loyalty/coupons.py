@@ -25,9 +25,10 @@ from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from crm.customers import get_customer
-from crm.db import bulk_insert, db, get_or_404, insert_ignoring_conflicts, utcnow
-from crm.errors import Conflict, Invalid
+from crm.db import db, insert_ignoring_conflicts, utcnow
+from crm.errors import Conflict, Invalid, get_or_404
 from crm.money import amounts_to_minor, exponent, to_amount
+from crm.sql import bulk_insert
 from loyalty import settings
 from loyalty.earning import Line
 from loyalty.models import Coupon, CouponRedemption, Lot, Offer

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import Select, String, cast, literal, select
 
+from crm.db import db
 from crm.money import to_amount
 from crm.timeline import row
 from loyalty.models import Account, Coupon, CouponRedemption, LedgerEntry, Purchase
@@ -31,7 +32,6 @@ def timeline_sources(ids: list[int]) -> list[Select[Any]]:
 
 
 def export_section(ids: list[int]) -> dict[str, Any]:
-    from crm.db import db
 
     accounts = db.session.scalars(select(Account).where(Account.customer_id.in_(ids)))
     purchases = db.session.scalars(select(Purchase).where(Purchase.customer_id.in_(ids))

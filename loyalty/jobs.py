@@ -1,7 +1,8 @@
 """Scheduled work on points: release pending lots, expire lots, review tiers. Each job
-is idempotent (a second run finds nothing left to do) and works in batches: the lots of
-a batch and their accounts are read in two queries, and the unit of work writes all the
-changed rows with one statement per table."""
+is idempotent (a second run finds nothing left to do) and works in batches through the
+account store: the due lots of a batch are found, their accounts locked and the lots
+read again (a sale or a return may have changed them meanwhile), and what the rules did
+is saved in a few statements."""
 
 from __future__ import annotations
 
@@ -11,33 +12,27 @@ from datetime import datetime
 from sqlalchemy import Select, select
 
 from crm.db import db, utcnow
-from loyalty import ledger, settings, tiers
-from loyalty.models import Account, Lot
+from crm.sql import Sql
+from loyalty import accounts, ledger, settings, tiers
+from loyalty.ledger import Account, Lot
+from loyalty.models import Lot as LotRow
 
 BATCH = 2000
 
 
-def _in_batches(stmt: Select[tuple[Lot]], act: Callable[[Account, Lot], None]) -> int:
+def _in_batches(due: Select[tuple[LotRow]], act: Callable[[Account, Lot], bool]) -> int:
     done = 0
     while True:
-        found = db.session.execute(stmt.with_only_columns(Lot.id, Lot.customer_id)
-                                   .order_by(Lot.id).limit(BATCH)).all()
+        found = db.session.execute(due.with_only_columns(LotRow.id, LotRow.customer_id)
+                                   .order_by(LotRow.id).limit(BATCH)).all()
         if not found:
             return done
-        owners = sorted({customer_id for _, customer_id in found})
-        accounts = {a.customer_id: a for a in db.session.scalars(
-            select(Account).where(Account.customer_id.in_(owners))
-            .order_by(Account.customer_id).with_for_update()
-            .execution_options(populate_existing=True))}
-        # Read the lots again now that their accounts are locked: a sale or a return
-        # may have changed them since (they are then skipped, or taken as they are).
-        lots = list(db.session.scalars(
-            stmt.where(Lot.id.in_([lot_id for lot_id, _ in found])).order_by(Lot.id)
-            .execution_options(populate_existing=True)))
-        for lot in lots:
-            act(accounts[lot.customer_id], lot)
-        db.session.flush()
-        done += len(lots)
+        with Sql() as sql:
+            locked = accounts.load_many(sql, {cid for _, cid in found},
+                                        lot_ids=[lot_id for lot_id, _ in found])
+            for account in locked.values():
+                done += sum(act(account, lot) for lot in list(account.lots))
+            accounts.save(sql, *locked.values())
         if len(found) < BATCH:
             return done
 
@@ -45,15 +40,30 @@ def _in_batches(stmt: Select[tuple[Lot]], act: Callable[[Account, Lot], None]) -
 def release_pending(now: datetime | None = None) -> int:
     """Make pending points spendable once their return window has passed."""
     now = now or utcnow()
-    return _in_batches(select(Lot).where(Lot.released.is_(False), Lot.pending_until <= now),
-                       ledger.release)
+
+    def release(account: Account, lot: Lot) -> bool:
+        due = not lot.released and lot.pending_until is not None and lot.pending_until <= now
+        if due:
+            ledger.release(account, lot)
+        return due
+
+    return _in_batches(select(LotRow).where(LotRow.released.is_(False),
+                                            LotRow.pending_until <= now), release)
 
 
 def expire_points(now: datetime | None = None) -> int:
     """Expire what is left of lots past their expiry date."""
     now = now or utcnow()
-    return _in_batches(select(Lot).where(Lot.released.is_(True), Lot.remaining > 0,
-                                         Lot.expires_at <= now), ledger.expire)
+
+    def expire(account: Account, lot: Lot) -> bool:
+        due = (lot.released and lot.remaining > 0 and lot.expires_at is not None
+               and lot.expires_at <= now)
+        if due:
+            ledger.expire(account, lot)
+        return due
+
+    return _in_batches(select(LotRow).where(LotRow.released.is_(True), LotRow.remaining > 0,
+                                            LotRow.expires_at <= now), expire)
 
 
 def review_tiers(now: datetime | None = None) -> dict[str, int]:

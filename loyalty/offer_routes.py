@@ -7,7 +7,7 @@ import io
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Response, current_app
+from flask import Response, current_app, request
 from flask.views import MethodView
 
 from crm.api import Blueprint
@@ -53,9 +53,20 @@ def _guess_limit() -> str:
     return current_app.config["COUPON_GUESS_LIMIT"]
 
 
-# Unknown codes cost a caller from one budget, at /coupons/validate and in purchases.
+def _names_no_code() -> bool:
+    """A sale that names no coupon code guesses none: its guessing budget is not looked
+    at (one rate-limit check, the caller's own, for the till's everyday sale)."""
+    return b'"coupon_codes"' not in request.get_data(cache=True)
+
+
+# Unknown codes cost a caller from one budget, at /coupons/validate and in purchases,
+# on top of the caller's own limit (RATELIMIT_DEFAULT).
 guessing = limiter.shared_limit(_guess_limit, scope="coupon-guess",
-                                deduct_when=_guessed_a_code)
+                                deduct_when=_guessed_a_code, override_defaults=False)
+guessing_in_sales = limiter.shared_limit(_guess_limit, scope="coupon-guess",
+                                         deduct_when=_guessed_a_code,
+                                         override_defaults=False,
+                                         exempt_when=_names_no_code)
 
 
 @offers_blp.route("/offers")

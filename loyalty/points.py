@@ -10,7 +10,8 @@ from sqlalchemy import Select, select
 from crm.customers import find_customer, get_customer
 from crm.db import db, utcnow
 from crm.errors import NotFound
-from loyalty import ledger, settings, tiers
+from crm.sql import Sql
+from loyalty import accounts, ledger, settings, tiers
 from loyalty.models import Account, LedgerEntry, Lot, Tier
 
 
@@ -58,9 +59,10 @@ def ledger_rows(customer_id: int) -> Select[tuple[LedgerEntry]]:
 
 def adjust(customer_id: int, points: int, reason: str, actor: str) -> dict[str, Any]:
     customer_id = member(customer_id)
-    account = ledger.lock_account(customer_id)
-    ledger.adjust(account, settings.program(), points, reason=reason, actor=actor)
-    db.session.flush()
+    with Sql() as sql:
+        account = accounts.load(sql, customer_id, lots=points < 0)
+        ledger.adjust(account, settings.program(), points, reason=reason, actor=actor)
+        accounts.save(sql, account)
     return {"customer_id": customer_id, "points": points, "reason": reason,
             "balance": account.balance}
 

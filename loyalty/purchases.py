@@ -12,35 +12,38 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import bindparam, literal_column, select
 
 from crm import signals
 from crm.auth import actor_of
-from crm.customers import customer_lookup, find_customer
+from crm.customers import LOOKUPS, customer_lookup, customer_ref, find_customer
 from crm.db import db, insert_ignoring_conflicts, utcnow
 from crm.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from crm.keys import Caller, StoreRef
 from crm.models import Store
 from crm.money import MAX_MINOR, InvalidAmount, exponent, to_amount, to_minor
-from crm.sql import Sql, as_time, lock_name
-from loyalty import coupons, ledger, settings, tiers
+from crm.sql import Sql, Statement, as_time, insert_for, lock
+from loyalty import accounts, coupons, ledger, settings, tiers
 from loyalty.earning import Basket, Line, Member, points_for, to_points
+from loyalty.ledger import Account
 from loyalty.models import (
-    Account,
     EarningRule,
     Program,
     Purchase,
     PurchaseLine,
     PurchaseReturn,
+    RuleAward,
     Tier,
 )
+
+_P, _R = Purchase.__table__, PurchaseReturn.__table__
 
 
 def request_hash(data: dict[str, Any]) -> str:
@@ -91,7 +94,7 @@ def _lines(raw: list[dict[str, Any]], currency: str) -> list[Line]:
     return lines
 
 
-def answer(purchase: Purchase, store_code: str) -> dict[str, Any]:
+def answer(purchase: Purchase | Sale, store_code: str) -> dict[str, Any]:
     """The body a purchase post answers, the first time and on every replay."""
     return {
         "id": purchase.id, "store_code": store_code, "receipt_id": purchase.receipt_id,
@@ -152,6 +155,18 @@ def _period_start(period: str, local: datetime) -> datetime:
     return datetime(1970, 1, 1, tzinfo=local.tzinfo)
 
 
+_AWARDS = RuleAward.__table__
+_CAP_USED = Statement(select(_AWARDS.c.rule_id, _AWARDS.c.occurred_at, _AWARDS.c.points).where(
+    _AWARDS.c.customer_id == bindparam("customer_id"),
+    _AWARDS.c.occurred_at >= bindparam("since")))
+_OTHER_PURCHASE = Statement(select(literal_column("1")).where(
+    _P.c.customer_id == bindparam("customer_id"), _P.c.id != bindparam("purchase_id"))
+    .limit(1))
+_INSERT_AWARDS = Statement(_AWARDS.insert().inline(),
+                           columns=["rule_id", "customer_id", "purchase_id", "points",
+                                    "occurred_at"])
+
+
 def _cap_left(sql: Sql, rules: list[EarningRule], customer_id: int,
               local: datetime) -> dict[int, int]:
     capped = {r.id: (r.cap_points, _period_start(r.cap_period, local)) for r in rules
@@ -159,13 +174,10 @@ def _cap_left(sql: Sql, rules: list[EarningRule], customer_id: int,
     if not capped:
         return {}
     used: dict[int, int] = defaultdict(int)
-    rows = sql.all(
-        f"""SELECT rule_id, occurred_at, points FROM loyalty_rule_awards
-             WHERE customer_id = ? AND occurred_at >= ?
-               AND rule_id IN ({', '.join('?' * len(capped))})""",
-        (customer_id, min(start for _, start in capped.values()), *capped))
+    rows = sql.run(_CAP_USED, {"customer_id": customer_id,
+                               "since": min(start for _, start in capped.values())}).all()
     for rule_id, occurred_at, points in rows:
-        if as_time(occurred_at) >= capped[rule_id][1]:
+        if rule_id in capped and as_time(occurred_at) >= capped[rule_id][1]:
             used[rule_id] += points
     return {rid: max(0, cap - used[rid]) for rid, (cap, _) in capped.items()}
 
@@ -173,22 +185,21 @@ def _cap_left(sql: Sql, rules: list[EarningRule], customer_id: int,
 def _first_purchase(sql: Sql, customer_id: int, purchase_id: int) -> bool:
     """No other purchase of the member is on record (whatever its date), so a till
     syncing an older receipt late never gives the bonus twice."""
-    return sql.one("SELECT 1 FROM purchases WHERE customer_id = ? AND id <> ? LIMIT 1",
-                   (customer_id, purchase_id)) is None
+    return sql.run(_OTHER_PURCHASE, {"customer_id": customer_id,
+                                     "purchase_id": purchase_id}).one() is None
 
 
-def _award(purchase: Purchase, account: Account, birthday: date | None, lines: list[Line],
+def _award(sql: Sql, purchase: Sale | Purchase, account: Account, lines: list[Line],
            ctx: Context, checks: list[coupons.Check] = ()) -> None:
     """Earn the purchase's points for its member: base times tier, plus rules, plus
     what its points coupons add (a lot of their own, cause "coupon")."""
-    sql = Sql()
     local = purchase.occurred_at.astimezone(ZoneInfo(ctx.store.timezone))
     rules = ctx.rules
     tier = next((t for t in ctx.tiers if t.id == account.tier_id), None)
     first = any(r.first_purchase for r in rules) and _first_purchase(
         sql, account.customer_id, purchase.id)
     member = Member(multiplier=tier.multiplier if tier else 1, first_purchase=first,
-                    birthday=birthday)
+                    birthday=account.birthday)
     basket = Basket(ctx.store.code, local, exponent(purchase.currency), purchase.total,
                     purchase.paid, lines)
     earned = points_for(basket, ctx.program, member, rules,
@@ -196,10 +207,10 @@ def _award(purchase: Purchase, account: Account, birthday: date | None, lines: l
     lot = ledger.earn(account, ctx.program, earned.total, cause="purchase",
                       occurred_at=purchase.occurred_at, purchase_id=purchase.id,
                       actor=ctx.actor)
-    sql.many_later("""INSERT INTO loyalty_rule_awards (rule_id, customer_id, purchase_id,
-                      points, occurred_at) VALUES (?, ?, ?, ?, ?)""",
-                   [(rid, account.customer_id, purchase.id, points, purchase.occurred_at)
-                    for rid, points in earned.awards.items()])
+    sql.run_many(_INSERT_AWARDS, [
+        {"rule_id": rid, "customer_id": account.customer_id, "purchase_id": purchase.id,
+         "points": points, "occurred_at": purchase.occurred_at}
+        for rid, points in earned.awards.items()])
     bonus = coupons.bonus_points(list(checks), earned.base)
     bonus_lot = ledger.earn(account, ctx.program, bonus, cause="coupon",
                             occurred_at=purchase.occurred_at, purchase_id=purchase.id,
@@ -209,46 +220,43 @@ def _award(purchase: Purchase, account: Account, birthday: date | None, lines: l
                                   if made is not None and not made.released)
 
 
-def _redeem(purchase: Purchase, account: Account, points: int, ctx: Context) -> None:
+def _redeem(sale: Sale, account: Account, points: int, ctx: Context) -> None:
     """Points as tender: never more than the purchase is worth. The discount is the
     points' value, rounded down, and at most the total; the last point may cover a
     fraction of a cent so that whole-point rounding never blocks paying the rest."""
-    value = Fraction(ctx.program.point_value) * 10 ** exponent(purchase.currency)
-    left = purchase.total - purchase.discount  # after coupons
+    value = Fraction(ctx.program.point_value) * 10 ** exponent(sale.currency)
+    left = sale.total - sale.discount  # after coupons
     worth = -(-left // value) if value else 0  # ceil
     if points > worth:
         raise Invalid(f"This purchase is worth at most {int(worth)} points.",
                       errors={"redeem_points": [f"At most {int(worth)} for this purchase."]})
     ledger.spend(account, ctx.program, points, kind="redeem", cause="purchase",
-                 purchase_id=purchase.id, actor=ctx.actor, occurred_at=purchase.occurred_at)
-    purchase.points_redeemed = points
-    purchase.discount += min(int(points * value), left)
-    purchase.paid = purchase.total - purchase.discount
+                 purchase_id=sale.id, actor=ctx.actor, occurred_at=sale.occurred_at)
+    sale.points_redeemed = points
+    sale.discount += min(int(points * value), left)
+    sale.paid = sale.total - sale.discount
 
 
 def _local_day(at: datetime, store: Store | StoreRef) -> date:
     return at.astimezone(ZoneInfo(store.timezone)).date()
 
 
-def _use_coupons(purchase: Purchase, codes: list[str], lines: list[Line],
-                 store: Store | StoreRef) -> list[coupons.Check]:
-    """Check the purchase's coupon codes (the member's account is locked already) and
-    take their discount off what is paid; 422 naming each code that does not apply."""
-    if not codes:
-        return []
-    checks = coupons.check_codes(codes, total=purchase.total, lines=lines,
-                                 currency=purchase.currency,
-                                 customer_id=purchase.customer_id,
-                                 today=_local_day(purchase.occurred_at, store))
+def _use_coupons(sale: Sale, lines: list[Line], store: Store | StoreRef
+                 ) -> list[coupons.Check]:
+    """Check the sale's coupon codes (the member's account is locked already) and take
+    their discount off what is paid; 422 naming each code that does not apply."""
+    checks = coupons.check_codes(sale.codes, total=sale.total, lines=lines,
+                                 currency=sale.currency, customer_id=sale.customer_id,
+                                 today=_local_day(sale.occurred_at, store))
     error = coupons.refused(checks)
     if error:
         raise error
-    left = purchase.total  # stacked coupons never take off more than the total
+    left = sale.total  # stacked coupons never take off more than the total
     for check in checks:
         check.discount = min(check.discount, left)
         left -= check.discount
-    purchase.discount = purchase.total - left
-    purchase.paid = left
+    sale.discount = sale.total - left
+    sale.paid = left
     return checks
 
 
@@ -272,46 +280,99 @@ def validate_coupon(data: dict[str, Any], key: Caller) -> dict[str, Any]:
                       "kind": check.offer.kind} if check.offer else None}
 
 
-def _note_standing(purchase: Purchase, account: Account | None, ctx: Context) -> None:
+def _upgrade(account: Account, ctx: Context) -> None:
+    """Move the member up a tier if they reached one: everything the purchase changed is
+    written by now, so the tier counts what was paid."""
+    if ctx.tiers:
+        tiers.upgrade_if_qualified(account, ctx.tiers, ctx.program)
+
+
+def _note_standing(purchase: Sale | Purchase, account: Account | None, ctx: Context) -> None:
+    """Note the member's balance and tier after the purchase on it."""
     if account is not None:
         purchase.balance_after = account.balance
         purchase.tier_after = next((t.name for t in ctx.tiers if t.id == account.tier_id),
                                    None)
 
 
-def _finish(purchase: Purchase, account: Account | None, ctx: Context) -> None:
-    """Move the member up a tier if they reached one (everything the purchase wrote is
-    written by now: the tier counts what was paid), and note the balance and tier on the
-    purchase."""
-    if account is not None:
-        before = (account.tier_id, account.downgrade_at)
-        tiers.upgrade_if_qualified(account, ctx.tiers, ctx.program)
-        _note_standing(purchase, account, ctx)
-        batch = getattr(account, "batch", None)
-        if batch is not None and (account.tier_id, account.downgrade_at) != before:
-            batch.write_account()
-            Sql().later("UPDATE purchases SET tier_after = ? WHERE id = ?",
-                        (purchase.tier_after, purchase.id))
-    db.session.flush()
+@dataclass(slots=True)
+class Sale:
+    """A till's or the shop's sale, from the request to the answer: what was posted,
+    and the figures this service worked out. ``CLAIMED`` fields are written when the
+    receipt is claimed; ``FIGURES`` (the points and coupons) and ``STANDING`` (the
+    member's balance and tier after it) together once done, or one after the other when
+    held returns or tiers must read the figures first."""
+
+    store_id: int
+    receipt_id: str
+    request_hash: str
+    occurred_at: datetime
+    currency: str
+    total: int
+    paid: int
+    created_at: datetime
+    codes: list[str]
+    id: int = 0
+    customer_id: int | None = None
+    discount: int = 0
+    points_earned: int = 0
+    points_pending: int = 0
+    points_redeemed: int = 0
+    coupons_applied: list[dict[str, Any]] = field(default_factory=list)
+    returned_paid: int = 0
+    points_reversed: int = 0
+    points_restored: int = 0
+    balance_after: int | None = None
+    tier_after: str | None = None
+
+    CLAIMED = ("store_id", "receipt_id", "request_hash", "occurred_at", "currency", "total",
+               "discount", "paid", "points_earned", "points_pending", "points_redeemed",
+               "coupons_applied", "returned_paid", "points_reversed", "points_restored",
+               "created_at")
+    FIGURES = ("discount", "paid", "points_earned", "points_pending", "points_redeemed",
+               "coupons_applied")
+    STANDING = ("balance_after", "tier_after")
+    RESULT = FIGURES + STANDING
+
+    def values(self, names: tuple[str, ...]) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in names}
 
 
-_LINES = """INSERT INTO purchase_lines (purchase_id, sku, category, quantity, unit_price,
-    amount, earns, returned_quantity) VALUES (?, ?, ?, ?, ?, ?, ?, 0)"""
-_HELD = """SELECT 1 FROM purchase_returns
-    WHERE store_id = ? AND receipt_id = ? AND status = 'held' LIMIT 1"""
-_RESULT = """UPDATE purchases SET discount = ?, paid = ?, points_earned = ?, points_pending = ?,
-    points_redeemed = ?, coupons_applied = ?, balance_after = ?, tier_after = ?
-    WHERE id = ?"""
+def _claim_statement(lookup: str | None) -> Statement:
+    """Claim the receipt (and find the member, by ``lookup``, in the same statement)."""
+    def build(dialect: str) -> Any:
+        stmt = insert_for(dialect, _P)
+        if lookup is not None:
+            stmt = stmt.values(customer_id=customer_ref(lookup))
+        return (stmt.on_conflict_do_nothing(index_elements=["store_id", "receipt_id"])
+                .returning(_P.c.id, _P.c.customer_id))
+    return Statement(build, columns=list(Sale.CLAIMED))
+
+
+_CLAIM = {lookup: _claim_statement(lookup) for lookup in (None, *LOOKUPS)}
+_HELD = Statement(select(literal_column("1")).where(
+    _R.c.store_id == bindparam("store_id"), _R.c.receipt_id == bindparam("receipt_id"),
+    _R.c.status == "held").limit(1))
+_LINES = Statement(PurchaseLine.__table__.insert().inline(),
+                   columns=["purchase_id", "sku", "category", "quantity", "unit_price",
+                            "amount", "earns", "returned_quantity"])
+_SALE_FIGURES = Statement(_P.update().where(_P.c.id == bindparam("sale_id")),
+                          columns=list(Sale.FIGURES))
+_SALE_STANDING = Statement(_P.update().where(_P.c.id == bindparam("sale_id")),
+                           columns=list(Sale.STANDING))
+_SALE_RESULT = Statement(_P.update().where(_P.c.id == bindparam("sale_id")),
+                         columns=list(Sale.RESULT))
 
 
 def record_purchase(data: dict[str, Any], key: Caller) -> tuple[dict[str, Any], bool]:
     """Record a sale; return its answer and whether it is new (False: a replay).
 
     Every till posts every sale here, so it is written with hand-written statements
-    (crm/sql.py) rather than the ORM: the purchase is claimed by its unique (store,
-    receipt), then the lines, the member's locked account and lots (a ``ledger.Batch``)
-    and the purchase's figures are written, about a dozen statements in all. Rare parts
-    (coupons, returns posted before their purchase) go through the session."""
+    (crm/sql.py) rather than the ORM: the receipt is claimed by its unique (store,
+    receipt), which also finds the member; then the lines, the member's locked account
+    (with its lots when redeeming), the ledger's rows and the sale's figures, a dozen
+    statements in all. Rare parts (coupons, returns posted before their sale, tiers) read
+    through the session, after what is written has been sent."""
     store = store_for(key, data.get("store_code"))
     currency = data["currency"]
     if currency != store.currency:
@@ -319,59 +380,58 @@ def record_purchase(data: dict[str, Any], key: Caller) -> tuple[dict[str, Any], 
                       errors={"currency": [f"Must be {store.currency} for this store."]})
     total = _money(data["total"], currency, "total")
     lines = _lines(data["lines"], currency)
-    # The member is looked up by the statement that claims the receipt.
     lookup = customer_lookup(data["customer"]) if data.get("customer") else None
-    customer, by = lookup or ("NULL", ())
     redeem = data.get("redeem_points") or 0
-    digest = request_hash(data)
-    occurred_at = data["occurred_at"].astimezone(UTC)
-    new = {"store_id": store.id, "receipt_id": data["receipt_id"], "request_hash": digest,
-           "occurred_at": occurred_at, "currency": currency, "total": total, "discount": 0,
-           "paid": total, "points_earned": 0, "points_pending": 0, "points_redeemed": 0,
-           "coupons_applied": [], "returned_paid": 0, "points_reversed": 0,
-           "points_restored": 0, "created_at": utcnow()}
-    sql = Sql()
-    claimed = sql.one(
-        f"INSERT INTO purchases ({', '.join(new)}, customer_id) "
-        f"VALUES ({', '.join('?' * len(new))}, {customer}) "
-        "ON CONFLICT (store_id, receipt_id) DO NOTHING RETURNING id, customer_id",
-        (*new.values(), *by))
-    if claimed is None:
-        return answer(_replay(Purchase, digest, store_id=store.id,
-                              receipt_id=data["receipt_id"]), store.code), False
-    if redeem and claimed[1] is None:  # the claim is rolled back with the request
-        raise Invalid("Only a known member can redeem points.",
-                      errors={"redeem_points": ["Give a customer that exists."]})
-    # Not in the session: its row is written by hand, here and at the end.
-    purchase = Purchase(id=claimed[0], customer_id=claimed[1], **new)
-    customer_id = purchase.customer_id
-    ctx = _context(store, key, occurred_at)
-    sql.lock(f"receipt:{store.id}:{purchase.receipt_id}")  # against a return racing it
-    held = sql.ask(_HELD, (store.id, purchase.receipt_id))
-    sql.many_later(_LINES, [(purchase.id, line.sku, line.category, line.quantity,
-                             line.unit_price, line.amount, line.earns) for line in lines])
-    account, birthday = (ledger.open_account(sql, customer_id, spending=bool(redeem))
-                         if customer_id is not None else (None, None))
-    checks = _use_coupons(purchase, data.get("coupon_codes") or [], lines, store)
-    if account is not None:
-        if redeem:
-            _redeem(purchase, account, redeem, ctx)
-        _award(purchase, account, birthday, lines, ctx, checks)
-    coupons.redeem(checks, purchase.id, purchase.customer_id)
-    purchase.coupons_applied = coupons.applied(checks, purchase.currency)
-    if account is not None:
-        account.batch.write()
-    _note_standing(purchase, account, ctx)
-    sql.later(_RESULT, (purchase.discount, purchase.paid, purchase.points_earned,
-                        purchase.points_pending, purchase.points_redeemed,
-                        purchase.coupons_applied, purchase.balance_after, purchase.tier_after,
-                        purchase.id))
-    if held.one() is not None:  # returns posted before the sale, applied through the session
-        purchase = _apply_held_returns(purchase.id, ctx)
-        account = ledger.lock_account(customer_id) if customer_id is not None else None
-    _finish(purchase, account, ctx)
-    signals.purchase_recorded.send(current_app._get_current_object(), purchase=purchase)
-    return answer(purchase, store.code), True
+    sale = Sale(store.id, data["receipt_id"], request_hash(data),
+                data["occurred_at"].astimezone(UTC), currency, total, total, utcnow(),
+                data.get("coupon_codes") or [])
+    with Sql() as sql:
+        claimed = sql.run(_CLAIM[lookup[0] if lookup else None],
+                          {**sale.values(Sale.CLAIMED), **(lookup[1] if lookup else {})}).one()
+        if claimed is None:
+            return answer(_replay(Purchase, sale.request_hash, store_id=store.id,
+                                  receipt_id=sale.receipt_id), store.code), False
+        sale.id, sale.customer_id = claimed
+        if redeem and sale.customer_id is None:  # the claim is rolled back with the request
+            raise Invalid("Only a known member can redeem points.",
+                          errors={"redeem_points": ["Give a customer that exists."]})
+        ctx = _context(store, key, sale.occurred_at)
+        sql.lock(f"receipt:{store.id}:{sale.receipt_id}")  # against a return racing it
+        held = sql.run(_HELD, {"store_id": store.id, "receipt_id": sale.receipt_id})
+        sql.run_many(_LINES, [
+            {"purchase_id": sale.id, "sku": line.sku, "category": line.category,
+             "quantity": line.quantity, "unit_price": line.unit_price,
+             "amount": line.amount, "earns": line.earns, "returned_quantity": 0}
+            for line in lines])
+        account = (accounts.load(sql, sale.customer_id, lots=bool(redeem))
+                   if sale.customer_id is not None else None)
+        checks: list[coupons.Check] = []
+        if sale.codes:
+            sql.send()  # coupons are read and used through the session
+            checks = _use_coupons(sale, lines, store)
+            coupons.redeem(checks, sale.id, sale.customer_id)
+        if account is not None:
+            if redeem:
+                _redeem(sale, account, redeem, ctx)
+            _award(sql, sale, account, lines, ctx, checks)
+            accounts.save(sql, account)
+        sale.coupons_applied = coupons.applied(checks, sale.currency)
+        if held.one() is None and not (account is not None and ctx.tiers):  # all done
+            _note_standing(sale, account, ctx)
+            sql.run(_SALE_RESULT, {"sale_id": sale.id, **sale.values(Sale.RESULT)})
+        else:  # what follows reads through the session what is written
+            sql.run(_SALE_FIGURES, {"sale_id": sale.id, **sale.values(Sale.FIGURES)})
+            sql.send()
+            if held.one() is not None:  # returns posted before the sale
+                _apply_held_returns(sql, sale, ctx)
+                account = accounts.load(sql, sale.customer_id) if account else None
+            if account is not None:
+                _upgrade(account, ctx)
+                accounts.save(sql, account)
+            _note_standing(sale, account, ctx)
+            sql.run(_SALE_STANDING, {"sale_id": sale.id, **sale.values(Sale.STANDING)})
+    signals.purchase_recorded.send(current_app._get_current_object(), purchase=sale)
+    return answer(sale, store.code), True
 
 
 def _locked_purchase(purchase_id: int, key: Caller) -> tuple[Purchase, Store]:
@@ -406,24 +466,32 @@ def claim_purchase(purchase_id: int, ref: dict[str, Any], key: Caller) -> dict[s
         raise Conflict("This purchase belongs to another customer already.")
     ctx = _context(store, key, purchase.occurred_at)
     purchase.customer_id = customer.id
-    account = ledger.lock_account(customer.id)
     stored = _stored_lines(purchase)
     lines = [Line(pl.sku, pl.category, pl.quantity, pl.unit_price, pl.earns) for pl in stored]
     used = coupons.used_in(purchase.id)  # its points coupons add their bonus now
-    _award(purchase, account, customer.birthday, lines, ctx, [check for check, _ in used])
-    for check, redemption in used:
+    fraction = _returned_fraction(purchase, stored)
+    db.session.flush()
+    with Sql() as sql:
+        account = accounts.load(sql, customer.id, lots=bool(fraction))
+        _award(sql, purchase, account, lines, ctx, [check for check, _ in used])
+        if fraction:
+            owed = to_points(purchase.points_earned * fraction, "round")
+            done = ledger.claw_back(account, ctx.program, owed, purchase_id=purchase.id,
+                                    return_row_id=None, occurred_at=utcnow(),
+                                    actor=ctx.actor)
+            purchase.points_reversed = done.reversed + done.uncollected
+        accounts.save(sql, account)
+        sql.send()
+        _upgrade(account, ctx)
+        accounts.save(sql, account)
+    for check, redemption in used:  # _award noted each coupon's bonus on its check
         redemption.customer_id = customer.id
         redemption.bonus_points = check.details.get("bonus_points", 0)
     if used:
         purchase.coupons_applied = coupons.applied([check for check, _ in used],
                                                    purchase.currency)
-    fraction = _returned_fraction(purchase, stored)
-    if fraction:
-        owed = to_points(purchase.points_earned * fraction, "round")
-        done = ledger.claw_back(account, ctx.program, owed, purchase_id=purchase.id,
-                                return_row_id=None, occurred_at=utcnow(), actor=ctx.actor)
-        purchase.points_reversed = done.reversed + done.uncollected
-    _finish(purchase, account, ctx)
+    _note_standing(purchase, account, ctx)
+    db.session.flush()
     signals.purchase_recorded.send(current_app._get_current_object(), purchase=purchase,
                                    claimed=True)
     return answer(purchase, store.code)
@@ -478,7 +546,7 @@ def _take_lines(lines: list[PurchaseLine], wanted: list[dict[str, Any]]) -> int:
     return gross
 
 
-def _apply_return(ret: PurchaseReturn, purchase: Purchase, ctx: Context) -> None:
+def _apply_return(sql: Sql, ret: PurchaseReturn, purchase: Purchase, ctx: Context) -> None:
     """Refund part or all of ``purchase``: take back the points it earned and give back
     those it redeemed, in proportion to what came back (cumulatively, so several
     partial returns never take back more than the whole)."""
@@ -509,14 +577,18 @@ def _apply_return(ret: PurchaseReturn, purchase: Purchase, ctx: Context) -> None
     ret.status, ret.purchase_id, ret.applied_at = "applied", purchase.id, utcnow()
     ret.returned_paid, ret.note = refund, None
     if purchase.customer_id is not None:
-        account = ledger.lock_account(purchase.customer_id)
         owed = to_points(purchase.points_earned * fraction, "round") - purchase.points_reversed
         give = to_points(purchase.points_redeemed * fraction, "round") - purchase.points_restored
+        account = accounts.load(sql, purchase.customer_id, lots=owed > 0)
         done = ledger.claw_back(account, ctx.program, owed, purchase_id=purchase.id,
                                 return_row_id=ret.id, occurred_at=ret.applied_at,
                                 actor=ctx.actor)
-        ledger.restore(account, ctx.program, give, purchase_id=purchase.id,
-                       return_row_id=ret.id, occurred_at=ret.applied_at, actor=ctx.actor)
+        if give > 0:
+            ledger.restore(account, ctx.program, give,
+                           accounts.load_redemption(sql, account, purchase.id),
+                           purchase_id=purchase.id, return_row_id=ret.id,
+                           occurred_at=ret.applied_at, actor=ctx.actor)
+        accounts.save(sql, account)
         purchase.points_reversed += max(owed, 0)
         purchase.points_restored += max(give, 0)
         ret.points_reversed, ret.points_uncollected = done.reversed, done.uncollected
@@ -528,20 +600,22 @@ def _apply_return(ret: PurchaseReturn, purchase: Purchase, ctx: Context) -> None
                                    purchase_return=ret, full=fraction == 1)
 
 
-def _apply_held_returns(purchase_id: int, ctx: Context) -> Purchase:
-    """Apply the returns posted before their purchase (tills syncing out of order), in
-    the order they came; return the purchase as it now is."""
-    purchase = db.session.get(Purchase, purchase_id, populate_existing=True)
+def _apply_held_returns(sql: Sql, sale: Sale, ctx: Context) -> None:
+    """Apply the returns posted before their sale (tills syncing out of order), in the
+    order they came, and note on ``sale`` what they took back."""
+    purchase = db.session.get(Purchase, sale.id, populate_existing=True)
     held = db.session.scalars(select(PurchaseReturn).where(
         PurchaseReturn.store_id == purchase.store_id,
         PurchaseReturn.receipt_id == purchase.receipt_id,
         PurchaseReturn.status == "held").order_by(PurchaseReturn.id))
     for ret in held:
         try:
-            _apply_return(ret, purchase, ctx)
+            _apply_return(sql, ret, purchase, ctx)
         except DomainError as e:  # checked before any change: nothing half-done
             ret.note = f"Could not be applied: {e.detail}"
-    return purchase
+    db.session.flush()
+    sale.returned_paid, sale.points_reversed, sale.points_restored = (
+        purchase.returned_paid, purchase.points_reversed, purchase.points_restored)
 
 
 def record_return(data: dict[str, Any], key: Caller,
@@ -557,7 +631,7 @@ def record_return(data: dict[str, Any], key: Caller,
     else:
         store = store_for(key, data.get("store_code"))
         receipt_id = data["receipt_id"]
-        lock_name(f"receipt:{store.id}:{receipt_id}")  # against its purchase racing it
+        lock(f"receipt:{store.id}:{receipt_id}")  # against its purchase racing it
         purchase = db.session.scalar(select(Purchase).where(
             Purchase.store_id == store.id, Purchase.receipt_id == receipt_id)
             .with_for_update())
@@ -576,6 +650,7 @@ def record_return(data: dict[str, Any], key: Caller,
     if purchase is None:
         db.session.flush()
         return return_answer(ret, store.currency), 202
-    _apply_return(ret, purchase, _context(store, key, purchase.occurred_at))
+    with Sql() as sql:
+        _apply_return(sql, ret, purchase, _context(store, key, purchase.occurred_at))
     db.session.flush()
     return return_answer(ret, store.currency), 201

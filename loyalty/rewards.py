@@ -8,9 +8,10 @@ from typing import Any
 
 from sqlalchemy import Select, func, select, update
 
-from crm.db import db, get_or_404
-from crm.errors import Conflict
-from loyalty import coupons, ledger, settings
+from crm.db import db
+from crm.errors import Conflict, get_or_404
+from crm.sql import Sql
+from loyalty import accounts, coupons, ledger, settings
 from loyalty.models import Coupon, Reward, RewardClaim
 from loyalty.points import member
 
@@ -50,26 +51,28 @@ def claim(reward_id: int, customer_id: int, actor: str) -> dict[str, Any]:
     customer_id = member(customer_id)
     if not reward.active:
         raise Conflict("This reward is not available.", reason="inactive")
-    account = ledger.lock_account(customer_id)
-    if reward.per_customer_limit is not None:
-        claimed = db.session.scalar(select(func.count()).select_from(RewardClaim).where(
-            RewardClaim.reward_id == reward.id, RewardClaim.customer_id == customer_id))
-        if claimed >= reward.per_customer_limit:
-            raise Conflict(f"This member has claimed this reward {claimed} time(s), the most "
-                           "allowed.", reason="customer_limit_reached")
-    if reward.stock is not None:
-        taken = db.session.execute(
-            update(Reward.__table__).where(Reward.id == reward.id, Reward.stock > 0)
-            .values(stock=Reward.stock - 1)).rowcount
-        if not taken:
-            raise Conflict("This reward is out of stock.", reason="out_of_stock")
-    program = settings.program()
-    if reward.points_cost > account.balance:
-        raise ledger.InsufficientPoints(
-            f"The reward costs {reward.points_cost} points; the member has "
-            f"{max(account.balance, 0)}.", balance=account.balance)
-    ledger.spend(account, program, reward.points_cost, kind="redeem", cause="reward",
-                 actor=actor, reason=f"reward {reward.id}: {reward.name}")
+    with Sql() as sql:  # the account is locked and read first: the checks use the session
+        account = accounts.load(sql, customer_id, lots=True)
+        if reward.per_customer_limit is not None:
+            claimed = db.session.scalar(select(func.count()).select_from(RewardClaim).where(
+                RewardClaim.reward_id == reward.id, RewardClaim.customer_id == customer_id))
+            if claimed >= reward.per_customer_limit:
+                raise Conflict(f"This member has claimed this reward {claimed} time(s), "
+                               "the most allowed.", reason="customer_limit_reached")
+        if reward.stock is not None:
+            taken = db.session.execute(
+                update(Reward.__table__).where(Reward.id == reward.id, Reward.stock > 0)
+                .values(stock=Reward.stock - 1)).rowcount
+            if not taken:
+                raise Conflict("This reward is out of stock.", reason="out_of_stock")
+        program = settings.program()
+        if reward.points_cost > account.balance:
+            raise ledger.InsufficientPoints(
+                f"The reward costs {reward.points_cost} points; the member has "
+                f"{max(account.balance, 0)}.", balance=account.balance)
+        ledger.spend(account, program, reward.points_cost, kind="redeem", cause="reward",
+                     actor=actor, reason=f"reward {reward.id}: {reward.name}")
+        accounts.save(sql, account)
     offer = coupons.get_offer(reward.offer_id)
     _, codes = coupons.issue_codes(offer, 1, customer_id=customer_id)
     coupon = db.session.scalar(select(Coupon).where(Coupon.code == codes[0]))

@@ -13,7 +13,7 @@ from crm.idempotency import idempotent_write
 from crm.pagination import paginate
 from crm.schemas import PageArgs
 from loyalty import points, purchases, settings
-from loyalty.offer_routes import guessing
+from loyalty.offer_routes import guessing_in_sales
 from loyalty.schemas import (
     AdjustmentInSchema,
     AdjustmentSchema,
@@ -123,7 +123,7 @@ class EarningRuleById(MethodView):
 @purchases_blp.route("/purchases")
 class Purchases(MethodView):
     @require("pos", "shop")
-    @guessing
+    @guessing_in_sales
     @purchases_blp.arguments(PurchaseInSchema)
     @purchases_blp.response(201, PurchaseSchema)
     @purchases_blp.alt_response(200, schema=PurchaseSchema,

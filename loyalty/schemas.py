@@ -20,6 +20,7 @@ from crm.schemas import (
     page_of,
 )
 from loyalty.models import CAP_PERIODS, OFFER_KINDS, ROUNDING
+from loyalty.settings import program
 
 MAX_POINTS = 1_000_000_000
 RECEIPT = validate.Regexp(r"^[\x21-\x7e]{1,64}\Z",
@@ -49,8 +50,6 @@ class _ProgramMoney(Schema):
 
     @post_dump
     def _format(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        from loyalty.settings import program
-
         for name in self.MONEY_FIELDS:
             if isinstance(data.get(name), str):
                 data[name] = to_amount(int(data[name]), program().currency)

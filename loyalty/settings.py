@@ -10,10 +10,10 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import Select, select
 
-from crm.db import db, get_or_404
-from crm.errors import Conflict, Invalid
+from crm.db import db
+from crm.errors import Conflict, Invalid, get_or_404
 from crm.money import amounts_to_minor
-from loyalty.models import EarningRule, Program, Tier
+from loyalty.models import Account, EarningRule, Program, Tier
 
 
 @dataclass(frozen=True)
@@ -118,8 +118,6 @@ def update_tier(tier_id: int, data: dict[str, Any]) -> Tier:
 
 def delete_tier(tier_id: int) -> None:
     forget()
-    from loyalty.models import Account
-
     tier = get_tier(tier_id)
     members = db.session.scalar(select(Account.customer_id).where(Account.tier_id == tier_id)
                                 .limit(1))

@@ -16,6 +16,8 @@ from crm import signals
 from crm.db import db, utcnow
 from crm.models import Customer
 from crm.money import to_amount
+from crm.sql import Sql
+from loyalty import accounts, ledger
 from loyalty.models import Account, LedgerEntry, Program, Purchase, Tier
 
 QUALIFYING_KINDS = ("earn", "pending", "reverse")
@@ -86,7 +88,7 @@ def _rank(tiers: list[Tier], tier_id: int | None) -> int:
     return ids.index(tier_id) if tier_id in ids else -1
 
 
-def _change(account: Account, tier: Tier | None, now: datetime) -> None:
+def _change(account: ledger.Account, tier: Tier | None, now: datetime) -> None:
     old = account.tier_id
     account.tier_id = tier.id if tier else None
     account.tier_since = now
@@ -96,7 +98,7 @@ def _change(account: Account, tier: Tier | None, now: datetime) -> None:
                               new_tier_id=account.tier_id)
 
 
-def upgrade_if_qualified(account: Account, tiers: list[Tier], program: Program,
+def upgrade_if_qualified(account: ledger.Account, tiers: list[Tier], program: Program,
                          now: datetime | None = None) -> None:
     """After points or spend went up: move the member up at once if they reach a
     higher tier (never down: that waits for the review)."""
@@ -111,34 +113,43 @@ def upgrade_if_qualified(account: Account, tiers: list[Tier], program: Program,
         account.downgrade_at = None
 
 
-def review(program: Program, tiers: list[Tier], now: datetime | None = None) -> dict[str, int]:
+def review(program: Program, tiers: list[Tier], now: datetime | None = None,
+           batch: int = 2000) -> dict[str, int]:
     """The periodic review of every member's tier: upgrades, scheduled downgrades
-    (after the grace days), and downgrades that are due. Safe to run twice."""
+    (after the grace days), and downgrades that are due. Safe to run twice. The
+    accounts are locked and saved through the account store, a batch at a time."""
     now = now or utcnow()
     all_standings = standings(tiers, program, now)
     counts = {"upgraded": 0, "downgraded": 0, "downgrade_scheduled": 0, "kept": 0}
     grace = timedelta(days=program.tier_grace_days)
-    accounts = db.session.scalars(select(Account).where(
-        (Account.tier_id.is_not(None)) | Account.customer_id.in_(list(all_standings))))
-    for account in accounts:
-        best = best_tier(tiers, all_standings.get(account.customer_id, Standing({}, {})))
-        have, reach = _rank(tiers, account.tier_id), _rank(tiers, best.id if best else None)
-        if reach > have:
-            _change(account, best, now)
-            counts["upgraded"] += 1
-        elif reach == have:
-            account.downgrade_at = None
-            counts["kept"] += 1
-        elif account.downgrade_at is None and grace:
-            account.downgrade_at = now + grace
-            counts["downgrade_scheduled"] += 1
-        elif account.downgrade_at is None or account.downgrade_at <= now:
-            _change(account, best, now)
-            counts["downgraded"] += 1
-        else:
-            counts["kept"] += 1
-    db.session.flush()  # one executemany per kind of change
+    members = sorted(set(db.session.scalars(select(Account.customer_id).where(
+        Account.tier_id.is_not(None)))) | set(all_standings))
+    for start in range(0, len(members), batch):
+        with Sql() as sql:
+            locked = accounts.load_many(sql, members[start:start + batch])
+            for account in locked.values():
+                counts[_review_one(account, tiers, all_standings, grace, now)] += 1
+            accounts.save(sql, *locked.values())
     return counts
+
+
+def _review_one(account: ledger.Account, tiers: list[Tier], all_standings: dict[int, Standing],
+                grace: timedelta, now: datetime) -> str:
+    best = best_tier(tiers, all_standings.get(account.customer_id, Standing({}, {})))
+    have, reach = _rank(tiers, account.tier_id), _rank(tiers, best.id if best else None)
+    if reach > have:
+        _change(account, best, now)
+        return "upgraded"
+    if reach == have:
+        account.downgrade_at = None
+        return "kept"
+    if account.downgrade_at is None and grace:
+        account.downgrade_at = now + grace
+        return "downgrade_scheduled"
+    if account.downgrade_at is None or account.downgrade_at <= now:
+        _change(account, best, now)
+        return "downgraded"
+    return "kept"
 
 
 def next_tier(tiers: list[Tier], tier_id: int | None, standing: Standing,

@@ -24,6 +24,7 @@ from crm.db import db, write_intent
 from crm.limits import limiter
 from loyalty import settings
 from tests.factories import Factory
+from tests.helpers import Till
 
 
 def _postgres_database(url: str, worker: str) -> tuple[str, str]:
@@ -131,3 +132,22 @@ def live_server(app: Flask) -> Iterator[str]:
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join()
+
+
+@pytest.fixture
+def program(factory):
+    """A program in EUR: 1 point per euro, a point worth 0.01, no pending, 365-day expiry."""
+    row = settings.update_program({"currency": "EUR"})
+    db.session.commit()
+    return row
+
+
+@pytest.fixture
+def till(client, factory, program) -> Till:
+    store = factory.store("PAR01", currency="EUR", timezone="Europe/Paris")
+    return Till(client, factory.headers("pos", store=store.code), store.code)
+
+
+@pytest.fixture
+def admin(factory) -> dict[str, str]:
+    return factory.headers("admin")

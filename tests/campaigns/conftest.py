@@ -16,7 +16,6 @@ from campaigns import sender
 from campaigns.models import Message
 from crm.db import db
 from tests.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
-from tests.loyalty.conftest import admin, program, till  # noqa: F401  (fixtures used here too)
 
 PUBLIC = "https://crm.example.com"
 _numbers = itertools.count(1)

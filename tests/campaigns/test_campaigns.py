@@ -16,7 +16,7 @@ from campaigns.models import Campaign, CampaignRecipient, Message
 from crm.db import db
 from loyalty.models import Purchase
 from tests.campaigns.conftest import PUBLIC, drain
-from tests.loyalty.conftest import ago
+from tests.helpers import ago
 
 EVERYONE = {"field": "consent_sms", "op": "eq", "value": True}
 ALL_LIVE = {"field": "created_at", "op": "gte", "value": "2000-01-01"}

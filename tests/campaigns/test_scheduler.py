@@ -3,6 +3,7 @@ active; when it dies, a standby takes over within seconds; jobs run and say so."
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -33,6 +34,14 @@ def _wait_for(predicate, seconds: float = 20.0):
     raise AssertionError("timed out waiting")
 
 
+def _lines(process) -> list[str]:
+    """What ``process`` prints, as it prints it (read by a thread of its own)."""
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")),
+                     daemon=True).start()
+    return lines
+
+
 def _stop(*processes) -> str:
     output = ""
     for process in processes:
@@ -49,12 +58,14 @@ def _stop(*processes) -> str:
 @pytest.mark.slow
 def test_one_scheduler_is_active_and_a_standby_takes_over(factory, database_url):
     first = flask_process(database_url, "scheduler", "run", **FAST)
-    second = None
+    second, heard = None, []
     try:
         run = _wait_for(lambda: (r := _last_run()) and r.ok and r)
         assert run.node.endswith(f":{first.pid}")
         second = flask_process(database_url, "scheduler", "run", **FAST)
-        time.sleep(3)  # the second one is up, and stays on standby
+        heard = _lines(second)
+        _wait_for(lambda: any("standby" in line for line in heard), 60)  # up, and waiting
+        time.sleep(1)
         runs_before = _last_run().runs
         time.sleep(1.5)
         run = _last_run()
@@ -68,7 +79,7 @@ def test_one_scheduler_is_active_and_a_standby_takes_over(factory, database_url)
         for name in jobs.WORK:  # every job is scheduled by the new leader too
             assert _last_run(name) is None or _last_run(name).ok is not False
     finally:
-        output = _stop(first, *([second] if second else []))
+        output = _stop(first, *([second] if second else [])) + "".join(heard)
     assert "standby" in output and output.count(": active") == 2, output
 
 

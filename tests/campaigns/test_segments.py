@@ -12,7 +12,7 @@ from campaigns import segments
 from campaigns.models import CustomerRfm
 from crm.db import db
 from tests.campaigns.conftest import PUBLIC
-from tests.loyalty.conftest import Till, ago
+from tests.helpers import Till, ago
 
 
 @pytest.fixture

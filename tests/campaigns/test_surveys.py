@@ -12,7 +12,7 @@ from campaigns import surveys
 from campaigns.models import SurveyInvitation, SurveyResponse
 from crm.db import db
 from tests.campaigns.conftest import PUBLIC, drain
-from tests.loyalty.conftest import Till
+from tests.helpers import Till
 
 INBOUND = "/webhooks/twilio/inbound"
 

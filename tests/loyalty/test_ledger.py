@@ -5,7 +5,7 @@ from sqlalchemy import update
 from crm.db import db, utcnow
 from loyalty import jobs, settings
 from loyalty.models import Account
-from tests.loyalty.conftest import ago, verify_clean
+from tests.helpers import ago, verify_clean
 
 
 def test_pending_points_are_released_by_the_job_once(till, factory, runner):

@@ -9,14 +9,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from crm.db import db, utcnow
-from loyalty import jobs, ledger, settings
+from loyalty import accounts, jobs, settings
 
 STEPS = 45
 
 
 def _verify(step: str) -> None:
     db.session.rollback()
-    problems = ledger.verify()
+    problems = accounts.verify()
     db.session.rollback()
     assert problems == [], (step, problems)
 

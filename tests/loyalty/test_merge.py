@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from crm.db import db
 from crm.models import Customer
-from tests.loyalty.conftest import verify_clean
+from tests.helpers import verify_clean
 
 
 def _merge(client, admin, survivor, source, status=200, path="merge", **extra):

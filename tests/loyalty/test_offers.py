@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from crm.db import db
 from loyalty.coupons import ALPHABET
 from loyalty.models import Coupon, Offer
-from tests.loyalty.conftest import verify_clean
+from tests.helpers import verify_clean
 
 LINES = [{"sku": "SHOE", "category": "shoes", "quantity": 2, "unit_price": "30.00"},
          {"sku": "SOCK", "category": "socks", "quantity": 4, "unit_price": "10.00"}]
@@ -238,6 +238,22 @@ def test_guessing_codes_is_rate_limited_per_key(till, app, offer, codes):
         r = till.buy(None, "1.00", coupon_codes=["GUESS10"], expect=429)
     finally:
         app.config["COUPON_GUESS_LIMIT"] = "30 per minute"
+
+
+def test_a_sale_counts_against_the_keys_own_limit_and_codes_against_guessing(till, app):
+    """The till's everyday sale is one rate-limit check, the key's own; a sale naming
+    coupon codes also spends from the guessing budget when a code is unknown."""
+    app.config.update(RATELIMIT_DEFAULT="4 per minute", COUPON_GUESS_LIMIT="1 per minute")
+    try:
+        till.buy(None, "1.00")
+        till.buy(None, "1.00", coupon_codes=["GUESS1"], expect=422)  # unknown: counted
+        till.buy(None, "1.00", coupon_codes=["GUESS2"], expect=429)  # guessing spent
+        till.buy(None, "1.00")  # a sale without codes is not a guess
+        r = till.buy(None, "1.00", expect=429)  # the key's own limit, reached
+        assert r.mimetype == "application/problem+json"
+    finally:
+        app.config.update(RATELIMIT_DEFAULT="100000 per minute",
+                          COUPON_GUESS_LIMIT="30 per minute")
 
 
 def test_offer_validation(till, marketing):

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from crm.db import db
 from loyalty import settings
 from loyalty.models import Lot
-from tests.loyalty.conftest import Till, ago, verify_clean
+from tests.helpers import Till, ago, verify_clean
 
 
 def test_redeeming_spends_the_lots_closest_to_expiry_first(till, factory, runner):

@@ -5,7 +5,7 @@ from sqlalchemy import func, select
 from crm.db import db
 from loyalty import settings
 from loyalty.models import LedgerEntry
-from tests.loyalty.conftest import verify_clean
+from tests.helpers import verify_clean
 
 LINES = [{"sku": "SHOE", "category": "shoes", "quantity": 2, "unit_price": "30.00"},
          {"sku": "SOCK", "category": "socks", "quantity": 4, "unit_price": "10.00"}]

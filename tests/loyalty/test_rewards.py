@@ -4,7 +4,7 @@ from sqlalchemy import func, select
 
 from crm.db import db, utcnow
 from loyalty.models import LedgerEntry, RewardClaim
-from tests.loyalty.conftest import ago, verify_clean
+from tests.helpers import ago, verify_clean
 
 
 def _reward(till, marketing, **body):

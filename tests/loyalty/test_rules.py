@@ -2,7 +2,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from tests.loyalty.conftest import verify_clean
+from tests.helpers import verify_clean
 
 LINES = [{"sku": "SHOE", "category": "shoes", "quantity": 2, "unit_price": "30.00"},
          {"sku": "SOCK", "category": "socks", "quantity": 4, "unit_price": "10.00"}]

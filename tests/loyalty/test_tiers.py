@@ -5,7 +5,7 @@ import pytest
 from crm import signals
 from crm.db import db, utcnow
 from loyalty import jobs, settings
-from tests.loyalty.conftest import ago, verify_clean
+from tests.helpers import ago, verify_clean
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Helpers for loyalty tests: a program in EUR, a store with a till key, members."""
+"""Helpers shared by the tests of every package: a till posting sales, times in the
+past, and the ledger check."""
 
 from __future__ import annotations
 
@@ -7,11 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from flask.testing import FlaskClient
-
-from crm.db import db
-from loyalty import settings
 
 _receipts = itertools.count(1)
 
@@ -53,25 +50,6 @@ class Till:
         r = self.client.get(f"/api/v1/customers/{customer_id}/points", headers=self.headers)
         assert r.status_code == 200, r.get_json()
         return r.get_json()
-
-
-@pytest.fixture
-def program(factory):
-    """A program in EUR: 1 point per euro, a point worth 0.01, no pending, 365-day expiry."""
-    row = settings.update_program({"currency": "EUR"})
-    db.session.commit()
-    return row
-
-
-@pytest.fixture
-def till(client, factory, program) -> Till:
-    store = factory.store("PAR01", currency="EUR", timezone="Europe/Paris")
-    return Till(client, factory.headers("pos", store=store.code), store.code)
-
-
-@pytest.fixture
-def admin(factory) -> dict[str, str]:
-    return factory.headers("admin")
 
 
 def ago(**kwargs: float) -> datetime:
