@@ -89,17 +89,19 @@ def revoke_key_command(key_id: int) -> None:
 
 @click.command("demo")
 @with_appcontext
-@click.option("--customers", "count", default=300, show_default=True)
+@click.option("--customers", "count", default=3000, show_default=True)
 def demo_command(count: int) -> None:
     """Load demo stores and customers and print a fresh key of each scope. Running it
     again adds nothing twice and replaces the demo keys."""
-    from crm.demo import load_demo
+    from crm.demo import demo_notes, load_demo
 
     printed = load_demo(count)
     db.session.commit()
     click.echo("Demo data loaded. API keys (shown once; `flask demo` again makes new ones):")
     for name, key in printed:
         click.echo(f"  {name:<16} {key}")
+    for line in demo_notes:
+        click.echo(line)
 
 
 customers_cli = AppGroup("customers", help="Customer record jobs.")

@@ -74,7 +74,10 @@ DEFAULTS: dict[str, Any] = {
     "KEY_ROTATION_OVERLAP_HOURS": 24,  # how long a rotated key keeps working
     "KEY_USAGE_FLUSH_SECONDS": 60,  # a key's last use is written at most this often per node
     "LOG_LEVEL": "INFO",
-    "FEATURE_PACKAGES": ["loyalty", "campaigns"],
+    "CONSOLE_IDLE_MINUTES": 30,  # a console session ends after this long without a request
+    "CONSOLE_SIGNIN_LIMIT_ACCOUNT": "5 per 15 minutes",  # failed sign-ins per email
+    "CONSOLE_SIGNIN_LIMIT_ADDRESS": "20 per 15 minutes",  # failed sign-ins per address
+    "FEATURE_PACKAGES": ["loyalty", "campaigns", "console"],
 }
 
 

@@ -49,9 +49,12 @@ def _demo_customer(n: int, rng: random.Random) -> tuple[Customer, list[tuple[str
 # Feature packages add their demo data: each gets the demo API key rows by name.
 DemoExtension = Callable[[dict[str, ApiKey]], None]
 demo_extensions: list[DemoExtension] = []
+# Lines extensions add for `flask demo` to print after the keys (console users...).
+demo_notes: list[str] = []
 
 
 def load_demo(count: int) -> list[tuple[str, str]]:
+    demo_notes.clear()
     existing = set(db.session.scalars(select(Store.code)))
     db.session.add_all(Store(**s) for s in STORES if s["code"] not in existing)
     db.session.flush()

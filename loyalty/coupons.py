@@ -205,6 +205,14 @@ def coupons_of(offer_id: int, batch: str | None = None) -> Select[tuple[Coupon]]
     return stmt if batch is None else stmt.where(Coupon.batch == batch)
 
 
+def batches_of(offer_id: int) -> list[Any]:
+    """The offer's printed batches: (batch, codes, uses), oldest first."""
+    return list(db.session.execute(
+        select(Coupon.batch, func.count(), func.sum(Coupon.uses))
+        .where(Coupon.offer_id == offer_id, Coupon.batch.is_not(None))
+        .group_by(Coupon.batch).order_by(func.min(Coupon.id))))
+
+
 def customer_coupons(customer_id: int, today: date) -> list[tuple[Coupon, Offer]]:
     """The member's own coupons that can still be used."""
     return list(db.session.execute(

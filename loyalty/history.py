@@ -51,3 +51,37 @@ def export_section(ids: list[int]) -> dict[str, Any]:
         "coupons": [{"code": c.code, "offer_id": c.offer_id, "uses": c.uses}
                     for c in coupons],
     }}
+
+
+def purchases_of(ids: list[int], limit: int = 50) -> list[dict[str, Any]]:
+    """The newest purchases of these records, each with its lines and returns (three
+    queries in all)."""
+    from crm.db import db
+    from crm.models import Store
+    from loyalty.models import PurchaseLine, PurchaseReturn
+
+    rows = db.session.execute(
+        select(Purchase, Store.code, Store.timezone).join(Store, Store.id == Purchase.store_id)
+        .where(Purchase.customer_id.in_(ids))
+        .order_by(Purchase.occurred_at.desc(), Purchase.id.desc()).limit(limit)).all()
+    found = [p.id for p, _, _ in rows]
+    lines: dict[int, list[Any]] = {i: [] for i in found}
+    returns: dict[int, list[Any]] = {i: [] for i in found}
+    if found:
+        for line in db.session.scalars(select(PurchaseLine).where(
+                PurchaseLine.purchase_id.in_(found)).order_by(PurchaseLine.id)):
+            lines[line.purchase_id].append(line)
+        for ret in db.session.scalars(select(PurchaseReturn).where(
+                PurchaseReturn.purchase_id.in_(found)).order_by(PurchaseReturn.id)):
+            returns[ret.purchase_id].append(ret)
+    return [{"purchase": p, "store": code, "timezone": zone, "lines": lines[p.id],
+             "returns": returns[p.id]} for p, code, zone in rows]
+
+
+def purchase_count(ids: list[int]) -> int:
+    from sqlalchemy import func
+
+    from crm.db import db
+
+    return db.session.scalar(select(func.count()).select_from(Purchase)
+                             .where(Purchase.customer_id.in_(ids))) or 0

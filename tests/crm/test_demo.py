@@ -4,6 +4,12 @@ from crm.db import db
 from crm.models import ApiKey, Customer, Store
 
 
+def _keys(output):
+    """The demo key lines ("  name  key"); other sections follow them."""
+    return dict(line.split() for line in output.splitlines()[1:]
+                if line.strip().startswith("demo-"))
+
+
 def test_demo_loads_once_and_prints_working_keys(runner, client, factory):
     first = runner.invoke(args=["demo", "--customers", "50"])
     assert first.exit_code == 0, first.output
@@ -15,7 +21,7 @@ def test_demo_loads_once_and_prints_working_keys(runner, client, factory):
                                .where(ApiKey.revoked_at.is_(None)))
     assert active == 5
 
-    keys = dict(line.split() for line in second.output.splitlines()[1:])
+    keys = _keys(second.output)
     assert set(keys) == {"demo-admin", "demo-marketing", "demo-shop", "demo-pos-NYC01",
                          "demo-pos-SFO01"}
     r = client.get("/api/v1/customers?page_size=5",
@@ -24,14 +30,14 @@ def test_demo_loads_once_and_prints_working_keys(runner, client, factory):
     r = client.get("/api/v1/customers?page_size=5",  # a till lists no one
                    headers={"Authorization": f"Bearer {keys['demo-pos-NYC01']}"})
     assert r.status_code == 403
-    old = dict(line.split() for line in first.output.splitlines()[1:])
+    old = _keys(first.output)
     r = client.get("/api/v1/stores", headers={"Authorization": f"Bearer {old['demo-admin']}"})
     assert r.status_code == 401
 
 
 def test_demo_members_have_points_tiers_and_coupons(runner, client, factory):
     out = runner.invoke(args=["demo", "--customers", "60"]).output
-    keys = dict(line.split() for line in out.splitlines()[1:])
+    keys = _keys(out)
     pos = {"Authorization": f"Bearer {keys['demo-pos-NYC01']}"}
     points = client.get("/api/v1/customers/4/points", headers=pos).get_json()
     assert points["balance"] > 0 and points["tier"] is not None
