@@ -32,8 +32,7 @@ from sqlalchemy.orm import selectinload
 from campaigns import hook_addresses
 from campaigns.hook_models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from crm.db import db, utcnow
-from crm.errors import get_or_404
-from crm.errors import Invalid
+from crm.errors import Invalid, get_or_404
 
 EVENT_TYPES = (
     "purchase.recorded", "purchase.returned", "customer.created", "customer.points.changed",

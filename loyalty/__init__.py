@@ -24,8 +24,8 @@ def init_app(app: Flask) -> None:
     from loyalty.merging import on_merged, on_unmerged
     from loyalty.offer_routes import offers_blp, rewards_blp
     from loyalty.points import profile_extension
-    from loyalty.referral_routes import referrals_blp, share_page
     from loyalty.product_routes import products_blp, recommendations_blp
+    from loyalty.referral_routes import referrals_blp, share_page
     from loyalty.routes import points_blp, program_blp, purchases_blp
 
     api.register_blueprint(program_blp, url_prefix="/api/v1/loyalty")

@@ -13,7 +13,7 @@ from console import users
 from console.models import User
 from console.views import dashboard_figures
 from crm.db import db, utcnow
-from crm.models import AuditEvent, ConsentEvent
+from crm.models import AuditLog, ConsentEvent
 from loyalty import points, settings
 from loyalty.models import Account, Purchase
 from tests.console.conftest import fresh
@@ -191,8 +191,10 @@ def test_console_changes_are_recorded_with_the_user(client, factory):
     assert export.status_code == 200 and export.mimetype == "application/json"
     fresh()
     actor = f"user:{user.id}:admin@example.com"
-    audit = db.session.scalar(select(AuditEvent).where(AuditEvent.customer_id == customer.id))
-    assert audit.action == "export" and audit.actor == actor
+    audit = db.session.scalars(select(AuditLog).where(
+        AuditLog.object_type == "customer", AuditLog.object_id == str(customer.id))
+        .order_by(AuditLog.id)).all()
+    assert [(a.action, a.actor) for a in audit] == [("adjust_points", actor), ("export", actor)]
     rows = db.session.scalars(points.ledger_rows(customer.id)).all()
     assert [(r.kind, r.points, r.actor) for r in rows] == [("adjust", 40, actor)]
 

@@ -11,6 +11,29 @@ Routes are called with an empty JSON body unless BODIES gives one (needed where 
 object's store is checked after the body: a valid body, so that only the key decides)."""
 
 ACCESS: dict[str, str] = {
+    # Outgoing webhooks (admin only).
+    "GET /webhook-endpoints": "admin",
+    "POST /webhook-endpoints": "admin",
+    "GET /webhook-endpoints/{endpoint_id}": "admin",
+    "PATCH /webhook-endpoints/{endpoint_id}": "admin",
+    "DELETE /webhook-endpoints/{endpoint_id}": "admin",
+    "POST /webhook-endpoints/{endpoint_id}/rotate-secret": "admin",
+    "POST /webhook-endpoints/{endpoint_id}/test": "admin",
+    "GET /webhook-endpoints/{endpoint_id}/deliveries": "admin",
+    "POST /webhook-endpoints/{endpoint_id}/recover": "admin",
+    "POST /webhook-deliveries/{delivery_id}/resend": "admin",
+    # Referrals.
+    "GET /loyalty/referral-program": "admin",
+    "PUT /loyalty/referral-program": "admin",
+    "GET /loyalty/referral-program/report": "marketing admin",
+    "GET /customers/{customer_id}/referral": "tills shop admin",
+    "GET /referrals": "marketing admin",
+    # Products and recommendations.
+    "POST /products/sync": "shop admin",
+    "GET /products": "tills shop marketing admin",
+    "GET /products/{sku}": "tills shop marketing admin",
+    "GET /products/{sku}/related": "tills shop admin",
+    "GET /customers/{customer_id}/recommendations": "tills shop admin",
     "GET /stores": "tills shop marketing admin",
     "POST /stores": "admin",
     "GET /stores/{code}": "tills shop marketing admin",
