@@ -67,7 +67,8 @@ _LOCK_MANY = Statement(lambda d: select(*_ACCOUNT_COLUMNS).select_from(
     .order_by(_A.c.customer_id).with_for_update(of=_A))
 _MAKE = Statement(lambda d: insert_for(d, _A).values(
     customer_id=bindparam("customer_id"), balance=0, pending=0, lifetime=0,
-    updated_at=bindparam("now", type_=UTCDateTime())).on_conflict_do_nothing(index_elements=["customer_id"]))
+    updated_at=bindparam("now", type_=UTCDateTime())
+).on_conflict_do_nothing(index_elements=["customer_id"]))
 _MAKE_MANY = Statement(lambda d: insert_for(d, _A).from_select(
     ["customer_id", "balance", "pending", "lifetime", "updated_at"],
     select(_C.c.id, literal_column("0"), literal_column("0"), literal_column("0"),
