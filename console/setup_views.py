@@ -4,7 +4,8 @@ and service functions; deactivating is an edit (``active``) or the service's del
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,6 +168,8 @@ def setup_deactivate(slug: str, item_id: int) -> Any:
 # -- coupon batches of an offer ----------------------------------------------------------
 
 BATCH = CouponRequestSchema()
+BATCH_PART = 5000  # codes made per request: a larger batch grows while the page shows it
+_GROWING = re.compile(r"^[0-9a-f]{16}\Z")  # a batch id (coupons.issue_codes)
 
 
 def _offer_extras(r: Resource, item: Any, **extra: Any) -> dict[str, Any]:
@@ -175,20 +178,42 @@ def _offer_extras(r: Resource, item: Any, **extra: Any) -> dict[str, Any]:
     return {"batches": coupons.batches_of(item.id),
             "batch_fields": forms.describe(BATCH, ["count", "prefix", "length"]),
             "batch_errors": {}, "batch_message": "", "batch_values": forms.defaults(BATCH),
-            **extra}
+            "growing": _growing(request.args), **extra}
+
+
+def _growing(args: Mapping[str, str]) -> dict[str, Any] | None:
+    """A batch still being made, as the page's address or the progress form gives it:
+    its id, the codes wanted in all and made so far, and how they are drawn."""
+    try:
+        growing = {"batch": args["batch"], "total": int(args["total"]),
+                   "made": int(args["made"]), "prefix": args.get("prefix", ""),
+                   "length": int(args.get("length", 10))}
+    except (KeyError, ValueError):
+        return None
+    ok = (_GROWING.match(growing["batch"]) and 0 < growing["made"] < growing["total"]
+          <= 100_000)
+    return growing if ok else None
 
 
 @bp.post("/setup/offers/<int:item_id>/coupons")
 @role("marketer")
 def setup_coupons(item_id: int) -> Any:
+    """Codes for printing: a batch of up to BATCH_PART is made at once; a larger one is
+    begun here and grows a part at a time while the page shows its progress."""
     r = RESOURCES["offers"]
     item = r.get(item_id)
-    outcome = forms.submit(BATCH, request.form, lambda d: coupons.issue(
-        item_id, d["count"], prefix=d["prefix"], length=d["length"]),
+    outcome = forms.submit(BATCH, request.form, lambda d: {**coupons.issue(
+        item_id, min(d["count"], BATCH_PART), prefix=d["prefix"], length=d["length"]),
+        "total": d["count"], "prefix": d["prefix"], "length": d["length"]},
         ["count", "prefix", "length"])
     if outcome.ok:
-        flash(f"{outcome.result['count']:,} codes made in batch {outcome.result['batch']}.",
-              "ok")
+        done = outcome.result
+        if done["count"] < done["total"]:
+            return redirect(url_for("console.setup_edit", slug="offers", item_id=item_id,
+                                    batch=done["batch"], total=done["total"],
+                                    made=done["count"], prefix=done["prefix"],
+                                    length=done["length"]))
+        flash(f"{done['count']:,} codes made in batch {done['batch']}.", "ok")
         return redirect(url_for("console.setup_edit", slug="offers", item_id=item_id))
     return render_template("console/setup_edit.html", r=r, item=item,
                            fields=forms.describe(r.schema),
@@ -196,6 +221,35 @@ def setup_coupons(item_id: int) -> Any:
                            **_offer_extras(r, item, batch_errors=outcome.errors,
                                            batch_message=outcome.message,
                                            batch_values=dict(request.form))), 422
+
+
+@bp.post("/setup/offers/<int:item_id>/coupons/more")
+@role("marketer")
+def setup_coupons_more(item_id: int) -> Any:
+    """The next part of a growing batch: the progress region again (htmx), or the page."""
+    RESOURCES["offers"].get(item_id)
+    growing = _growing(request.form)
+    if growing is None:
+        abort(400)
+    part = min(BATCH_PART, growing["total"] - growing["made"])
+    try:
+        coupons.issue(item_id, part, prefix=growing["prefix"], length=growing["length"],
+                      batch=growing["batch"])
+        db.session.commit()
+    except DomainError:
+        db.session.rollback()
+        abort(400)
+    growing["made"] += part
+    htmx = request.headers.get("HX-Request") == "true"
+    if growing["made"] >= growing["total"]:  # the page again, with every batch counted
+        flash(f"{growing['total']:,} codes made in batch {growing['batch']}.", "ok")
+        page = url_for("console.setup_edit", slug="offers", item_id=item_id)
+        return Response(headers={"HX-Redirect": page}) if htmx else redirect(page)
+    if htmx:
+        return render_template("console/batch_progress.html", item_id=item_id, job=growing)
+    return redirect(url_for("console.setup_edit", slug="offers", item_id=item_id,
+                            **{k: growing[k] for k in ("batch", "total", "made", "prefix",
+                                                       "length")}))
 
 
 @bp.get("/setup/offers/<int:item_id>/coupons.csv")

@@ -136,11 +136,14 @@ def random_codes(count: int, length: int, prefix: str = "") -> list[str]:
 
 
 def issue_codes(offer: Offer, count: int, *, prefix: str = "", length: int = 10,
-                customer_id: int | None = None) -> tuple[str, list[str]]:
-    """Make ``count`` unique codes for ``offer`` in bulk; return the batch id and the
-    codes. A code that happens to exist already is drawn again."""
-    batch = secrets.token_hex(8)
+                customer_id: int | None = None, batch: str | None = None
+                ) -> tuple[str, list[str]]:
+    """Make ``count`` unique codes for ``offer`` in bulk, in a new batch or adding to
+    ``batch`` (a large batch made a part at a time); return the batch id and the codes
+    made. A code that happens to exist already is drawn again."""
+    batch = batch or secrets.token_hex(8)
     now = utcnow()
+    had = set(db.session.scalars(select(Coupon.code).where(Coupon.batch == batch)))
     made: list[str] = []
     while len(made) < count:
         codes = random_codes(count - len(made), length, prefix)
@@ -149,7 +152,8 @@ def issue_codes(offer: Offer, count: int, *, prefix: str = "", length: int = 10,
             [{"offer_id": offer.id, "code": code, "batch": batch, "customer_id": customer_id,
               "max_uses": 1, "uses": 0, "created_at": now} for code in codes],
         )
-        made = list(db.session.scalars(select(Coupon.code).where(Coupon.batch == batch)))
+        made = [code for code in db.session.scalars(
+            select(Coupon.code).where(Coupon.batch == batch)) if code not in had]
     return batch, made
 
 
@@ -186,13 +190,17 @@ def issue_personal(offer: Offer, customer_ids: list[int], length: int = 10
 
 
 def issue(offer_id: int, count: int, *, prefix: str = "", length: int = 10,
-          customer_id: int | None = None) -> dict[str, Any]:
-    """A batch of codes, or one personal coupon; the codes listed when at most 1000."""
+          customer_id: int | None = None, batch: str | None = None) -> dict[str, Any]:
+    """A batch of codes, or one personal coupon; the codes listed when at most 1000.
+    Given ``batch``, the codes are added to that batch of the offer."""
     offer = get_offer(offer_id)
     if customer_id is not None:
         get_customer(customer_id)
+    if batch is not None and not db.session.scalar(select(Coupon.id).where(
+            Coupon.batch == batch, Coupon.offer_id == offer.id).limit(1)):
+        raise Invalid(f"The offer has no batch {batch!r}.", errors={"batch": ["No such batch."]})
     batch, codes = issue_codes(offer, count, prefix=prefix, length=length,
-                               customer_id=customer_id)
+                               customer_id=customer_id, batch=batch)
     audit.record("issue_coupons", "offer", offer.id,  # the codes themselves are secrets
                  after={"batch": batch, "count": len(codes), "customer_id": customer_id})
     return {"offer_id": offer.id, "batch": batch, "count": len(codes),

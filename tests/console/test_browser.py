@@ -204,6 +204,19 @@ def test_loyalty_set_up_screens_offers_coupons_and_rewards(demo, screen):
     lines = Path(download.value.path()).read_text().splitlines()
     assert len(lines) == 251 and lines[1].startswith("SPR-")
 
+    # A batch larger than a part grows while the page shows its progress.
+    s.page.get_by_label("Count").fill("12000")
+    s.page.get_by_label("Prefix").fill("BIG-")
+    s.page.get_by_role("button", name="Generate codes").click()
+    s.page.get_by_role("status").get_by_text("of 12,000").wait_for()
+    s.page.locator(".flash").get_by_text("12,000 codes made").wait_for(timeout=60_000)
+    s.check("setup-offer-batch-done")
+    with s.page.expect_download() as download:
+        s.page.locator("#batches-table tr", has_text="12,000").get_by_role("link").click()
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert len(lines) == 12_001 and len(set(lines)) == 12_001
+    assert all(line.startswith("BIG-") for line in lines[1:])
+
     s.go("/console/setup/rewards")
     s.page.get_by_label("Name (required)").fill("Tote bag")
     s.page.get_by_label("Points cost (required)").fill("500")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
@@ -14,8 +15,8 @@ from console.models import User
 from console.views import dashboard_figures
 from crm.db import db, utcnow
 from crm.models import AuditLog, ConsentEvent
-from loyalty import points, settings
-from loyalty.models import Account, Purchase
+from loyalty import coupons, points, settings
+from loyalty.models import Account, Coupon, Purchase
 from tests.console.conftest import fresh
 
 PASSWORD = "a long enough password"
@@ -264,3 +265,28 @@ def test_demo_prints_console_users_and_adds_a_year_once(runner, client, factory)
     f = dashboard_figures()
     assert sum(d["returned"] for d in f["sales"]) > 0 and f["coupons_redeemed"] > 0
     assert sum(d["redeemed"] for d in f["points"]) > 0 and f["nps"][0]["responses"] > 0
+
+
+def test_a_large_coupon_batch_grows_a_part_at_a_time_without_script_too(client, factory):
+    offer = coupons.create_offer({"name": "Big", "kind": "percent", "value": Decimal(10)})
+    db.session.commit()
+    _user("marketer")
+    _sign_in(client, "marketer@example.com")
+    token = _token(client, "/console/")
+    first = client.post(f"/console/setup/offers/{offer.id}/coupons",
+                        data={"csrf_token": token, "count": "7000", "prefix": "", "length": "8"})
+    assert first.status_code == 302 and "made=5000" in first.location
+    page = client.get(first.location).get_data(as_text=True)
+    assert 'role="status"' in page and "5,000 of 7,000" in page
+    growing = dict(item.split("=") for item in first.location.split("?")[1].split("&"))
+    more = client.post(f"/console/setup/offers/{offer.id}/coupons/more",
+                       data={"csrf_token": token, **growing})
+    assert more.status_code == 302 and "batch=" not in more.location
+    fresh()
+    assert db.session.scalar(select(func.count()).select_from(Coupon)
+                             .where(Coupon.batch == growing["batch"])) == 7000
+    again = client.post(f"/console/setup/offers/{offer.id}/coupons/more",  # a made-up batch
+                        data={"csrf_token": token, **growing, "batch": "0" * 16})
+    assert again.status_code == 400
+    fresh()
+    assert db.session.scalar(select(func.count()).select_from(Coupon)) == 7000
