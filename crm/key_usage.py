@@ -8,6 +8,7 @@ use."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import threading
 import time
@@ -29,6 +30,7 @@ _flushed: dict[int, float] = {}  # key id -> monotonic time of its last write
 _seen: dict[int, set[str]] = {}  # key id -> networks this node has written for it
 
 
+@functools.lru_cache(maxsize=4096)  # a node sees few addresses: its tills and proxies
 def network_of(address: str | None) -> str | None:
     try:
         ip = ipaddress.ip_address(address or "")

@@ -13,6 +13,7 @@ Counts per key live in the rate limiter's storage (memory, or Redis across nodes
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from flask import Flask, current_app
@@ -22,6 +23,11 @@ from crm import alerts, contact_changes, signals
 from crm.customers import find_customer, normalize_fields
 from crm.errors import DomainError
 from crm.limits import limiter
+
+
+@functools.lru_cache(maxsize=64)  # limits are settings: a few distinct values
+def _per_minutes(amount: int, minutes: int) -> RateLimitItemPerMinute:
+    return RateLimitItemPerMinute(amount, minutes)
 
 
 def _over(rule: str, limit: int, subject: str) -> bool:
@@ -86,9 +92,9 @@ def _recorded(sender: Any, purchase: Any, claimed: bool = False, **_: Any) -> No
     config = current_app.config
     limit, minutes = config["STORE_HOP_LIMIT"], config["STORE_HOP_MINUTES"]
     customer = str(purchase.customer_id)
-    first_here = limiter.limiter.hit(RateLimitItemPerMinute(1, minutes), "hop-store",
+    first_here = limiter.limiter.hit(_per_minutes(1, minutes), "hop-store",
                                      customer, str(purchase.store_id))
-    if first_here and not limiter.limiter.hit(RateLimitItemPerMinute(limit, minutes),
+    if first_here and not limiter.limiter.hit(_per_minutes(limit, minutes),
                                               "hop-stores", customer):
         alerts.raise_alert("store_hopping", f"customer:{customer}",
                            f"Customer {customer} bought at more than {limit} stores within "
