@@ -20,7 +20,9 @@ from flask import Flask, current_app
 from limits import RateLimitItemPerDay, RateLimitItemPerMinute
 
 from crm import alerts, contact_changes, signals
+from crm.after_response import defer
 from crm.customers import find_customer, normalize_fields
+from crm.db import db
 from crm.errors import DomainError
 from crm.limits import limiter
 
@@ -85,20 +87,25 @@ def _returned(sender: Any, purchase: Any, purchase_return: Any, **_: Any) -> Non
 
 def _recorded(sender: Any, purchase: Any, claimed: bool = False, **_: Any) -> None:
     """A member's sale: count the store once per window; past STORE_HOP_LIMIT distinct
-    stores, alert. Counted in the limiter's storage, not the database: no statement is
-    added to the sale."""
+    stores, alert. Counted in the limiter's storage, not the database, and after the
+    answer: the sale's transaction (on SQLite, the write lock every till waits for) is
+    not held for it."""
     if purchase.customer_id is None or claimed:
         return
+    customer, store = str(purchase.customer_id), str(purchase.store_id)
+    defer(lambda: _count_store(customer, store))
+
+
+def _count_store(customer: str, store: str) -> None:
     config = current_app.config
     limit, minutes = config["STORE_HOP_LIMIT"], config["STORE_HOP_MINUTES"]
-    customer = str(purchase.customer_id)
-    first_here = limiter.limiter.hit(_per_minutes(1, minutes), "hop-store",
-                                     customer, str(purchase.store_id))
+    first_here = limiter.limiter.hit(_per_minutes(1, minutes), "hop-store", customer, store)
     if first_here and not limiter.limiter.hit(_per_minutes(limit, minutes),
                                               "hop-stores", customer):
         alerts.raise_alert("store_hopping", f"customer:{customer}",
                            f"Customer {customer} bought at more than {limit} stores within "
-                           f"{minutes} minutes (the latest: store {purchase.store_id}).")
+                           f"{minutes} minutes (the latest: store {store}).")
+        db.session.commit()
 
 
 def init_app(app: Flask) -> None:
