@@ -17,7 +17,6 @@ from console.web import bp, can, role
 from crm.db import db
 from crm.errors import DomainError
 from loyalty import coupons, rewards, settings
-from loyalty.models import Coupon
 from loyalty.schemas import (
     CouponRequestSchema,
     EarningRuleSchema,
@@ -254,12 +253,7 @@ def setup_coupons_more(item_id: int) -> Any:
 
 @bp.get("/setup/offers/<int:item_id>/coupons.csv")
 def setup_coupons_csv(item_id: int) -> Any:
-    from loyalty.offer_routes import _csv
-
     batch = request.args.get("batch") or None
-    rows = db.session.execute(coupons.coupons_of(item_id, batch).with_only_columns(
-        Coupon.code, Coupon.offer_id, Coupon.batch, Coupon.customer_id, Coupon.uses,
-        Coupon.max_uses)).all()
     name = f"offer-{item_id}-{batch or 'all'}-coupons.csv"
-    return Response(_csv(rows), mimetype="text/csv",
+    return Response(coupons.coupons_csv(item_id, batch), mimetype="text/csv",
                     headers={"Content-Disposition": f"attachment; filename={name}"})

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator
 from typing import Any
 
 from flask import Response, current_app, g, request
@@ -20,7 +17,6 @@ from crm.limits import limiter
 from crm.pagination import paginate
 from crm.schemas import PageArgs
 from loyalty import coupons, purchases, rewards
-from loyalty.models import Coupon
 from loyalty.schemas import (
     CouponBatchSchema,
     CouponPageSchema,
@@ -113,20 +109,6 @@ class OfferById(MethodView):
         return offer
 
 
-def _csv(rows: Iterator[Any]) -> Iterator[str]:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["code", "offer_id", "batch", "customer_id", "uses", "max_uses"])
-    for n, c in enumerate(rows, 1):
-        writer.writerow([c.code, c.offer_id, c.batch or "", c.customer_id or "", c.uses,
-                         c.max_uses])
-        if n % 1000 == 0:
-            yield out.getvalue()
-            out.seek(0)
-            out.truncate()
-    yield out.getvalue()
-
-
 @offers_blp.route("/offers/<id:offer_id>/coupons")
 class OfferCoupons(MethodView):
     @require("marketing")
@@ -135,12 +117,8 @@ class OfferCoupons(MethodView):
     def get(self, args: dict[str, Any], offer_id: int) -> Any:
         stmt = coupons.coupons_of(offer_id, args.get("batch"))
         if args["format"] == "csv":
-            # Read before streaming: the session closes with the request. A million codes
-            # are some tens of MB of tuples.
-            rows = db.session.execute(stmt.with_only_columns(
-                Coupon.code, Coupon.offer_id, Coupon.batch, Coupon.customer_id, Coupon.uses,
-                Coupon.max_uses)).all()
-            return Response(_csv(rows), mimetype="text/csv",
+            return Response(coupons.coupons_csv(offer_id, args.get("batch")),
+                            mimetype="text/csv",
                             headers={"Content-Disposition":
                                      f"attachment; filename=offer-{offer_id}-coupons.csv"})
         return paginate(stmt, args["page"], args["page_size"])
