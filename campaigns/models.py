@@ -51,6 +51,7 @@ class Message(db.Model):
         Index("ix_messages_status_next_attempt", "status", "next_attempt_at", "id"),
         Index("ix_messages_customer_created", "customer_id", "created_at"),
         Index("ix_messages_to_number", "to_number"),
+        Index("ix_messages_purpose_id", "purpose", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -76,6 +77,22 @@ class Message(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     submitted_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class MessageEvent(db.Model):
+    """A delivery report about a message, as Twilio sent it: its status, our status it
+    maps to, and whether it moved the message on (a late or unknown one does not)."""
+
+    __tablename__ = "message_events"
+    __table_args__ = (Index("ix_message_events_message", "message_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    message_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("messages.id"))
+    provider_status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str | None] = mapped_column(String(16))
+    applied: Mapped[bool]
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class InboundMessage(db.Model):
@@ -139,7 +156,11 @@ class SurveyInvitation(db.Model):
 
 class SurveyResponse(db.Model):
     __tablename__ = "survey_responses"
-    __table_args__ = (Index("ix_survey_responses_survey_created", "survey_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_survey_responses_survey_created", "survey_id", "created_at"),
+        Index("ix_survey_responses_survey_store_created", "survey_id", "store_id",
+              "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     invitation_id: Mapped[int] = mapped_column(

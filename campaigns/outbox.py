@@ -26,10 +26,11 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import Select, and_, or_, select, update
 
-from campaigns.models import Message
+from campaigns.models import Message, MessageEvent
 from campaigns.quiet_hours import parse_window, quiet_until
 from crm.consent import record_consent
 from crm.db import db, utcnow
+from crm.errors import get_or_404
 from crm.models import Customer, Store
 
 # How far along a message is; a status callback never moves one backwards.
@@ -62,6 +63,17 @@ def list_messages(filters: dict[str, Any]) -> Select[tuple[Message]]:
         if filters.get(name) is not None:
             stmt = stmt.where(getattr(Message, name) == filters[name])
     return stmt
+
+
+def get_message(message_id: int) -> Message:
+    return get_or_404(Message, message_id, "message")
+
+
+def delivery_history(message_id: int) -> list[MessageEvent]:
+    """The delivery reports about a message, in the order they came."""
+    return list(db.session.scalars(select(MessageEvent)
+                                   .where(MessageEvent.message_id == message_id)
+                                   .order_by(MessageEvent.id)))
 
 
 def _due(now: datetime) -> Any:
@@ -134,13 +146,19 @@ def apply_status(message_id: int | None, sid: str, twilio_status: str,
     message = db.session.scalar(select(Message).where(wanted).with_for_update()
                                 .execution_options(populate_existing=True))
     status = FROM_TWILIO.get(twilio_status)
-    if message is None or status is None:
+    if message is None:
+        return message
+    if message.provider_sid is not None and message.provider_sid != sid:
+        return message  # a report about some other message: ignore it
+    moves = status is not None and RANK[status] > RANK[message.status]
+    db.session.add(MessageEvent(message_id=message.id, provider_status=twilio_status,
+                                status=status, applied=moves, error_code=error_code))
+    if status is None:
+        db.session.flush()
         return message
     if message.provider_sid is None:
         message.provider_sid = sid
-    elif message.provider_sid != sid:
-        return message  # a report about some other message: ignore it
-    if RANK[status] > RANK[message.status]:
+    if moves:
         message.status = status
         message.provider_status = twilio_status
         message.claim = None

@@ -12,16 +12,20 @@ from campaigns.schemas import (
     CampaignPageSchema,
     CampaignReportSchema,
     CampaignSchema,
+    CommentQuerySchema,
     MessagePageSchema,
     MessageQuerySchema,
+    MessageWithHistorySchema,
     ResultsQuerySchema,
     RuleSchema,
     SegmentPageSchema,
     SegmentPreviewSchema,
     SegmentSchema,
+    SurveyCommentPageSchema,
     SurveyPageSchema,
     SurveyResultsSchema,
     SurveySchema,
+    SurveyTrendSchema,
 )
 from crm.api import Blueprint
 from crm.auth import require
@@ -42,6 +46,17 @@ class Messages(MethodView):
     def get(self, args: dict[str, Any]) -> Any:
         page, size = args.pop("page"), args.pop("page_size")
         return paginate(outbox.list_messages(args), page, size)
+
+
+@messages_blp.route("/messages/<id:message_id>")
+class MessageById(MethodView):
+    @require("marketing")
+    @messages_blp.response(200, MessageWithHistorySchema)
+    def get(self, message_id: int) -> Any:
+        """A message and its delivery history (Twilio's status reports)."""
+        message = outbox.get_message(message_id)
+        message.history = outbox.delivery_history(message_id)
+        return message
 
 
 @surveys_blp.route("/surveys")
@@ -84,6 +99,30 @@ class SurveyResults(MethodView):
     @surveys_blp.response(200, SurveyResultsSchema)
     def get(self, args: dict[str, Any], survey_id: int) -> Any:
         return surveys.results(survey_id, args.get("store"), args.get("from_"), args.get("to"))
+
+
+@surveys_blp.route("/surveys/<id:survey_id>/trend")
+class SurveyTrend(MethodView):
+    @require("marketing")
+    @surveys_blp.arguments(ResultsQuerySchema, location="query")
+    @surveys_blp.response(200, SurveyTrendSchema)
+    def get(self, args: dict[str, Any], survey_id: int) -> Any:
+        """The score by ISO week (UTC days), per store or all."""
+        survey = get_or_404(Survey, survey_id, "survey")
+        return {"survey_id": survey.id, "kind": survey.kind, "weeks": surveys.trend(
+            survey_id, args.get("store"), args.get("from_"), args.get("to"))}
+
+
+@surveys_blp.route("/surveys/<id:survey_id>/comments")
+class SurveyComments(MethodView):
+    @require("marketing")
+    @surveys_blp.arguments(CommentQuerySchema, location="query")
+    @surveys_blp.response(200, SurveyCommentPageSchema)
+    def get(self, args: dict[str, Any], survey_id: int) -> Any:
+        """Answers with a comment, newest first: by store, score or band, and period."""
+        return paginate(surveys.comments(
+            survey_id, args.get("store"), args.get("score"), args.get("band"),
+            args.get("from_"), args.get("to")), args["page"], args["page_size"])
 
 
 segments_blp = Blueprint("segments", __name__, description="Customers picked by rules")

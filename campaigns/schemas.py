@@ -37,6 +37,21 @@ class MessageSchema(Schema):
 MessagePageSchema = page_of(MessageSchema, "MessagePage")
 
 
+class MessageEventSchema(Schema):
+    provider_status = fields.String(metadata={"description": "Twilio's status, as sent"})
+    status = fields.String(allow_none=True, metadata={
+        "description": "our status it maps to (null: a status we do not know)"})
+    applied = fields.Boolean(metadata={
+        "description": "whether it moved the message on (a late report does not)"})
+    error_code = fields.String(allow_none=True)
+    created_at = fields.AwareDateTime()
+
+
+class MessageWithHistorySchema(MessageSchema):
+    history = fields.List(fields.Nested(MessageEventSchema), metadata={
+        "description": "Twilio's delivery reports about it, in the order they came"})
+
+
 class MessageQuerySchema(PageArgs):
     customer_id = fields.Integer(validate=_ID)
     campaign_id = fields.Integer(validate=_ID)
@@ -69,6 +84,11 @@ class ResultsQuerySchema(Schema):
     to = Moment()
 
 
+class CommentQuerySchema(PageArgs, ResultsQuerySchema):
+    score = fields.Integer(validate=validate.Range(0, 10))
+    band = fields.String(validate=validate.OneOf(("promoters", "passives", "detractors")))
+
+
 class _Tally(Schema):
     responses = fields.Integer()
     promoters = fields.Integer(metadata={"description": "NPS 9-10; CSAT 4-5"})
@@ -89,6 +109,26 @@ class CommentSchema(Schema):
     customer_id = fields.Integer()
     channel = fields.String()
     store = fields.String()
+
+
+class SurveyCommentSchema(CommentSchema):
+    id = fields.Integer()
+
+
+SurveyCommentPageSchema = page_of(SurveyCommentSchema, "SurveyCommentPage")
+
+
+class WeekSchema(_Tally):
+    week = fields.String(metadata={"description": "ISO 8601 week of UTC days", "example":
+                                   "2026-W49"})
+    week_start = fields.Date(metadata={"description": "its Monday"})
+
+
+class SurveyTrendSchema(Schema):
+    survey_id = fields.Integer()
+    kind = fields.String()
+    weeks = fields.List(fields.Nested(WeekSchema), metadata={
+        "description": "first week with an answer to the last, empty weeks included"})
 
 
 class SurveyResultsSchema(_Tally):

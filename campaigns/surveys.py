@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -24,9 +24,11 @@ from sqlalchemy import Select, case, func, select
 
 from campaigns import hook_events, outbox
 from campaigns.models import Survey, SurveyInvitation, SurveyResponse
+from crm import audit
 from crm.db import db, insert_ignoring_conflicts, utcnow
 from crm.errors import Conflict, DomainError, Invalid, NotFound, get_or_404
 from crm.models import Customer, CustomerIdentifier, Store
+from crm.stats import day_of
 
 SCALES = {"nps": (0, 10), "csat": (1, 5)}
 # (promoter from, detractor up to) per kind; for CSAT: satisfied 4-5, dissatisfied 1-2.
@@ -67,21 +69,28 @@ def forget() -> None:
     _active = None
 
 
-def create_survey(data: dict[str, Any]) -> Survey:
+def create_survey(data: dict[str, Any], actor: str | None = None) -> Survey:
+    """A new survey, recorded in the audit log (``actor``: who, else the caller's key)."""
     survey = Survey(**data)
     db.session.add(survey)
     db.session.flush()
+    audit.record("create", "survey", survey.id, after=audit.columns(survey), actor=actor)
     forget()
     return survey
 
 
-def update_survey(survey_id: int, data: dict[str, Any]) -> Survey:
+def update_survey(survey_id: int, data: dict[str, Any], actor: str | None = None) -> Survey:
     survey = get_or_404(Survey, survey_id, "survey")
     if "kind" in data and data["kind"] != survey.kind and _has_answers(survey.id):
         raise Conflict("This survey has answers on its scale: its kind cannot change.")
+    before = audit.columns(survey)
     for name, value in data.items():
         setattr(survey, name, value)
     db.session.flush()
+    names, old, new = audit.changes(before, audit.columns(survey))
+    if names:
+        audit.record("update", "survey", survey.id, fields=names, before=old, after=new,
+                     actor=actor)
     forget()
     return survey
 
@@ -321,3 +330,76 @@ def results(survey_id: int, store: str | None = None, start: datetime | None = N
                      for code, n, p, d in rows],
         "comments": [dict(row) for row in comments],
     }
+
+
+def _answers_where(survey: Survey, store: str | None, start: datetime | None,
+                   end: datetime | None) -> list[Any]:
+    where: list[Any] = [SurveyResponse.survey_id == survey.id]
+    if store is not None:
+        where.append(SurveyResponse.store_id.in_(select(Store.id).where(Store.code == store)))
+    if start is not None:
+        where.append(SurveyResponse.created_at >= start)
+    if end is not None:
+        where.append(SurveyResponse.created_at < end)
+    return where
+
+
+def week_of(day: date) -> str:
+    """The ISO 8601 week a day falls in: ``2026-W49``."""
+    year, week, _ = day.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def trend(survey_id: int, store: str | None = None, start: datetime | None = None,
+          end: datetime | None = None) -> list[dict[str, Any]]:
+    """The score by ISO week (of UTC days) from the first week with an answer to the
+    last, weeks without one included (score None): one query, grouped by day and band,
+    folded into weeks here (the week number is not portable SQL)."""
+    survey = get_or_404(Survey, survey_id, "survey")
+    high, low = BANDS[survey.kind]
+    day = day_of(SurveyResponse.created_at)
+    rows = db.session.execute(
+        select(day, func.count(), func.sum(case((SurveyResponse.score >= high, 1), else_=0)),
+               func.sum(case((SurveyResponse.score <= low, 1), else_=0)))
+        .where(*_answers_where(survey, store, start, end)).group_by(day)).all()
+    weeks: dict[date, list[int]] = {}
+    for text, n, promoters, detractors in rows:
+        monday = date.fromisoformat(text) - timedelta(days=date.fromisoformat(text).weekday())
+        tally = weeks.setdefault(monday, [0, 0, 0])
+        tally[0] += n
+        tally[1] += int(promoters or 0)
+        tally[2] += int(detractors or 0)
+    if not weeks:
+        return []
+    out, monday, last = [], min(weeks), max(weeks)
+    while monday <= last:
+        n, p, d = weeks.get(monday, (0, 0, 0))
+        out.append({"week": week_of(monday), "week_start": monday, "responses": n,
+                    "promoters": p, "passives": n - p - d, "detractors": d,
+                    survey.kind: _score(survey.kind, p, d, n)})
+        monday += timedelta(days=7)
+    return out
+
+
+def comments(survey_id: int, store: str | None = None, score: int | None = None,
+             band: str | None = None, start: datetime | None = None,
+             end: datetime | None = None) -> Select[Any]:
+    """Answers with a comment, newest first, for paginating: by store, score (exact, or
+    a band: promoters, passives, detractors) and period."""
+    survey = get_or_404(Survey, survey_id, "survey")
+    high, low = BANDS[survey.kind]
+    where = _answers_where(survey, store, start, end)
+    if score is not None:
+        where.append(SurveyResponse.score == score)
+    if band == "promoters":
+        where.append(SurveyResponse.score >= high)
+    elif band == "detractors":
+        where.append(SurveyResponse.score <= low)
+    elif band == "passives":
+        where.append(SurveyResponse.score.between(low + 1, high - 1))
+    return (select(SurveyResponse.id, SurveyResponse.score, SurveyResponse.comment,
+                   SurveyResponse.created_at, SurveyResponse.customer_id,
+                   SurveyResponse.channel, Store.code.label("store"))
+            .join(Store, Store.id == SurveyResponse.store_id)
+            .where(*where, SurveyResponse.comment.is_not(None))
+            .order_by(SurveyResponse.created_at.desc(), SurveyResponse.id.desc()))
