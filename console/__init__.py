@@ -10,9 +10,11 @@ from flask import Flask
 def init_app(app: Flask) -> None:
     from console import (
         customer_views,  # noqa: F401  (routes)
+        message_views,  # noqa: F401
         models,  # noqa: F401  (tables known to migrations)
         setup_views,  # noqa: F401
         signin,  # noqa: F401
+        survey_views,  # noqa: F401
         views,  # noqa: F401
     )
     from console.cli import users_cli
