@@ -10,10 +10,11 @@ from typing import Any
 from flask import abort, render_template, request
 from marshmallow import ValidationError
 
-from campaigns import outbox
+from campaigns import campaign_settings, outbox
 from campaigns.models import MESSAGE_STATUSES, PURPOSES
 from campaigns.schemas import MessageQuerySchema
 from console.web import bp, can
+from crm.db import db
 from crm.errors import DomainError
 from crm.pagination import paginate
 from crm.schemas import mask_phone
@@ -54,7 +55,12 @@ def messages_list() -> Any:
     return render_template("console/messages.html", items=body["items"],
                            meta=json.loads(headers["X-Pagination"]), errors=errors,
                            args=request.args, query=query, statuses=MESSAGE_STATUSES,
-                           purposes=PURPOSES, number=shown_number), 422 if errors else 200
+                           purposes=PURPOSES, number=shown_number,
+                           campaigns=_campaign_names()), 422 if errors else 200
+
+
+def _campaign_names() -> dict[int, str]:
+    return {c.id: c.name for c in db.session.scalars(campaign_settings.list_campaigns())}
 
 
 @bp.get("/messages/<int:message_id>")

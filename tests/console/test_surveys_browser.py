@@ -188,6 +188,8 @@ def test_the_outbox_filters_and_a_messages_delivery_history(demo, screen):
     campaign_messages = db.session.scalar(select(func.count()).select_from(Message).where(
         Message.purpose == "campaign"))
     assert campaign_messages > 0
+    campaign_id = db.session.scalar(select(Message.campaign_id).where(
+        Message.purpose == "campaign").limit(1))
 
     s = screen("marketer")
     s.go("/console/messages")
@@ -195,6 +197,19 @@ def test_the_outbox_filters_and_a_messages_delivery_history(demo, screen):
     assert first[0] == f"Message {message.id}" and first[3] == f"***{person.phone[-4:]}"
     assert person.phone not in s.page.locator("#messages-table").inner_text()
     s.check("messages")
+    total = db.session.scalar(select(func.count()).select_from(Message))
+    if total > 25:
+        s.page.get_by_role("link", name="Next page").click()
+        expect(s.page.get_by_text(f"Page 2 of {-(-total // 25)}")).to_be_visible()
+        assert len(_rows(s.page, "messages-table")) == min(total - 25, 25)
+        s.page.get_by_role("link", name="Previous page").click()
+    s.page.get_by_label("Campaign", exact=True).select_option(
+        label=f"Welcome back (demo) ({campaign_id})")
+    s.page.get_by_role("button", name="Apply filters").click()
+    s.page.wait_for_url(re.compile(r"campaign_id=\d+"))
+    expect(s.page.locator("#messages-count")).to_have_text(f"{campaign_messages} messages.")
+    assert {r[5] for r in _rows(s.page, "messages-table")} == {"Welcome back (demo)"}
+    s.page.get_by_label("Campaign", exact=True).select_option("")
     s.page.get_by_label("Purpose", exact=True).select_option("campaign")
     s.page.get_by_role("button", name="Apply filters").click()
     s.page.wait_for_url(re.compile(r"purpose=campaign"))
