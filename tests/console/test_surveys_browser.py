@@ -161,6 +161,9 @@ def test_a_survey_made_and_edited_in_its_form_keeps_input_after_an_error(demo, s
     expect(s.page.locator("#trend-h")).to_contain_text("CSAT by week")
     s.check("survey-results-empty")
     s.page.get_by_role("link", name="Edit settings").click()
+    expect(s.page.get_by_label("Question (required)")).to_have_value(
+        "How was checking out today?")
+    s.check("survey-edit")
     s.page.get_by_label("Throttle (days)").fill("30")
     s.page.get_by_role("button", name="Save survey").click()
     s.page.wait_for_url(re.compile(r"/results$"))
