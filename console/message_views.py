@@ -41,6 +41,7 @@ def message_filters(args: Any) -> tuple[dict[str, Any], dict[str, list[str]]]:
     except ValidationError as e:
         errors = {str(k): [str(m) for m in v] for k, v in e.messages.items()}
         good = {k: v for k, v in raw.items() if k not in errors}
+        errors.pop("page", None)  # a page number out of range: the first page
         return QUERY.load(good), errors
 
 
