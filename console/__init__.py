@@ -11,6 +11,7 @@ def init_app(app: Flask) -> None:
     from console import (
         customer_views,  # noqa: F401  (routes)
         models,  # noqa: F401  (tables known to migrations)
+        segment_views,  # noqa: F401
         setup_views,  # noqa: F401
         signin,  # noqa: F401
         views,  # noqa: F401
