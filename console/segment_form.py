@@ -272,7 +272,3 @@ def errors_by_node(errors: Mapping[str, list[str]], tree: Node) -> dict[str, dic
         entry = out.setdefault(path, {"messages": [], "control": control})
         entry["messages"].extend(messages)
     return out
-
-
-def all_paths(node: Node) -> list[str]:
-    return [node.path] + [p for c in node.children for p in all_paths(c)]

@@ -225,6 +225,7 @@ def _count(rule: Any, tree: sf.Node, who: str, poll: dict[str, str]) -> Any:
     return render_template(
         "console/segment_count.html", outcome=outcome, summary=summary,
         sql=_sql(rule) if outcome is not None else "", node_errors=node_errors,
-        paths=sf.all_paths(tree), where=_where(node_errors, tree), poll=poll,
+        node_errors_text={p: e["messages"] for p, e in node_errors.items()},
+        where=_where(node_errors, tree), poll=poll,
         counted_at=outcome.at.astimezone(user_zone()).strftime("%H:%M:%S %Z")
         if outcome is not None and outcome.at else "", shown=SAMPLE_SHOWN)

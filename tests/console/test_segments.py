@@ -5,7 +5,9 @@ every box as typed, the live count against the API's preview, counts that take l
 
 from __future__ import annotations
 
+import json
 import re
+from html import unescape as html_unescape
 
 import pytest
 from sqlalchemy import select
@@ -158,11 +160,11 @@ def test_the_live_count_is_the_api_preview_with_a_sample_and_words(client, facto
     links = re.findall(r'href="/console/customers/(\d+)"', html)
     assert [int(i) for i in links] == [m["id"] for m in api["sample"]][:10]
     assert "Compiled SQL" not in html  # administrators only
-    # A broken condition: no count, the error at its node (out of band), others cleared.
+    # A broken condition: no count, the error by the node it names (for segments.js).
     bad = _live(client, token, {**form, "r-1.value": "-1"})
     assert "Not counted" in bad and 'id="member-count"' not in bad
-    assert re.search(r'id="err-r-1" hx-swap-oob="true">From 0 to', bad)
-    assert re.search(r'id="err-r-0" hx-swap-oob="true"></p>', bad)
+    errors = json.loads(html_unescape(re.search(r"data-errors='([^']*)'", bad).group(1)))
+    assert errors == {"r-1": ["From 0 to 1000000000000."]}
     # The list counts each saved segment too.
     cell = client.get(f"/console/segments/{segment.id}/count?brief=1").get_data(as_text=True)
     assert f'id="count-{segment.id}">{api["count"]}<' in cell
