@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,9 +30,10 @@ from crm.errors import DomainError
 
 WAIT = 1.0  # SEGMENT_COUNT_WAIT: seconds a request waits for the figure
 TIMEOUT = 120.0  # SEGMENT_COUNT_TIMEOUT: seconds a count may run on the database
-KEEP_SECONDS = 300  # a finished count is kept this long for the polls that fetch it
+KEEP_SECONDS = 30  # a finished count is kept (and reused) this long after it ended
 MAX_JOBS = 200
 
+log = logging.getLogger(__name__)
 _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="segment-count")
 _lock = threading.Lock()
 
@@ -100,12 +102,16 @@ def _run(app: Flask, rule: Any, stopper: Stopper) -> dict[str, Any]:
         try:
             seconds = app.config.get("SEGMENT_COUNT_TIMEOUT", TIMEOUT)
             found = bounded_preview(rule, seconds, stopper)
-            return {"count": found["count"], "at": utcnow(),
+            return {"count": found["count"], "at": utcnow(), "ended": time.monotonic(),
                     "sample": [{"id": c.id, "name": _name(c)} for c in found["sample"]]}
         except CountStopped:
-            return {"stopped": True}
+            return {"stopped": True, "ended": time.monotonic()}
         except DomainError as e:
-            return {"error": e.detail, "at": utcnow()}
+            return {"error": e.detail, "at": utcnow(), "ended": time.monotonic()}
+        except Exception as e:  # the database gone, say: said, and logged (the kind only:
+            log.error("segment count failed: %s", type(e).__name__)  # no SQL, no values)
+            return {"error": "The count failed; it is tried again when the rule changes.",
+                    "at": utcnow(), "ended": time.monotonic()}
         finally:
             db.session.rollback()
             db.session.remove()
@@ -119,7 +125,7 @@ def _name(customer: Any) -> str:
 def _forget_old() -> None:
     now = time.monotonic()
     for key, job in list(_jobs.items()):
-        if job.future.done() and now - job.started > KEEP_SECONDS:
+        if job.future.done() and now - job.future.result().get("ended", now) > KEEP_SECONDS:
             del _jobs[key]
     while len(_jobs) > MAX_JOBS:  # the oldest first (dicts keep their order)
         key, job = next(iter(_jobs.items()))

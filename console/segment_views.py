@@ -142,7 +142,7 @@ def _where(node_errors: dict[str, dict[str, Any]], tree: sf.Node) -> str:
         what = ("the outer group" if path == sf.ROOT else
                 f"{'condition' if node and node.kind == 'cond' else 'group'} "
                 f"{node.number if node else ''}")
-        parts.append(f"{what}: {' '.join(entry['messages'])}")
+        parts.append(f"{what}: {' '.join(entry['messages'])}".rstrip("."))
     return "; ".join(parts)
 
 
