@@ -235,6 +235,17 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def to_form(node: Node) -> list[tuple[str, str]]:
+    """The fields a browser sends for the tree (for scripts and benchmarks)."""
+    if node.kind != "cond":
+        return [(f"{node.path}.kind", node.kind)] + [
+            pair for c in node.children for pair in to_form(c)]
+    pairs = [(f"{node.path}.kind", "cond"), (f"{node.path}.field", node.field),
+             (f"{node.path}.op", node.op), (f"{node.path}.value2", node.value2),
+             (f"{node.path}.window_days", node.window_days)]
+    return pairs + [(f"{node.path}.value", v) for v in node.values]
+
+
 # -- errors at their node ------------------------------------------------------------------
 
 _STEP = re.compile(r"\.(all|any)\[(\d+)\]|\.not")
