@@ -68,7 +68,7 @@ def known_categories(limit: int = 500) -> list[str]:
                   .scalar_subquery()).where(walk.c.category.is_not(None))
     walk = walk.union_all(step)
     sold = select(walk.c.category).where(walk.c.category.is_not(None)).limit(limit)
-    catalogue = select(Product.category).distinct().limit(limit)
+    catalogue = select(Product.category).distinct().order_by(Product.category).limit(limit)
     found = set(db.session.scalars(sold)) | set(db.session.scalars(catalogue))
     return sorted(found)[:limit]
 

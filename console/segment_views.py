@@ -115,8 +115,7 @@ def _save(segment: Segment | None) -> Any:
     name = request.form.get("name", "").strip()
     rule = sf.to_rule(tree)
     try:
-        data = SCHEMA.load({"name": name, "rule": rule},
-                           partial=segment is not None and not name)
+        data = SCHEMA.load({"name": name, "rule": rule})
     except ValidationError as e:
         messages = e.messages if isinstance(e.messages, dict) else {}
         return _page(tree, segment, name, 422, message="The segment was not saved.",

@@ -11,8 +11,10 @@ from campaigns.segment_count import CountStopped, CountTimeout, Stopper, bounded
 from campaigns.segment_rules import FIELDS
 from campaigns.segment_summary import compiled_sql, summarize
 from crm.db import db, utcnow
+from crm.demo import load_demo
 from crm.errors import Invalid
 from crm.models import Customer
+from loyalty.models import Product, PurchaseLine
 
 EXAMPLE = {"all": [{"field": "spend", "op": "gte", "value": "400.00", "window_days": 30},
                    {"field": "days_since_last_purchase", "op": "gte", "value": 14}]}
@@ -92,6 +94,19 @@ def test_the_compiled_sql_is_the_count_query(factory):
     sql = compiled_sql(EXAMPLE, "USD", utcnow())
     assert sql.startswith("SELECT count(*)") and "FROM customers" in sql
     assert "40000" in sql and "purchases" in sql  # 400.00 in minor units, inlined
+
+
+def test_known_categories_are_the_catalogue_s_and_the_sales_lines(factory):
+    load_demo(40)
+    db.session.add(Product(sku="NEW-1", name="Kite", category="outdoor toys", price=100,
+                           currency="USD"))
+    db.session.commit()
+    sold = set(db.session.scalars(select(PurchaseLine.category).distinct()
+                                  .where(PurchaseLine.category.is_not(None))))
+    catalogue = set(db.session.scalars(select(Product.category).distinct()))
+    assert len(sold) > 1 and "outdoor toys" in catalogue
+    assert segments.known_categories() == sorted(sold | catalogue)
+    assert segments.known_categories(limit=2) == sorted(sold | catalogue)[:2]
 
 
 def _many_customers(n: int) -> None:
