@@ -7,6 +7,8 @@ document.addEventListener("htmx:afterSwap", (event) => {
   const data = document.getElementById("count-errors");
   const errors = data ? JSON.parse(data.dataset.errors) : {};
   document.querySelectorAll("#builder .seg-error").forEach((slot) => {
-    slot.textContent = (errors[slot.id.slice(4)] || []).join(" ");
+    const messages = errors[slot.id.slice(4)] || [];
+    slot.textContent = messages.join(" ");
+    slot.closest("fieldset").classList.toggle("seg-bad", messages.length > 0);
   });
 });
