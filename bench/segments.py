@@ -9,21 +9,35 @@ categories).
 2. Planning and queueing a campaign to the ~100,000 members of a segment, with a
    personal coupon and personal fields each (target: under 10 s).
 
+3. ``--console``: the console's live count (POST /console/segments/count, signed in as
+   a marketer, through the app's own WSGI stack): the time to its first answer (the figure,
+   or "counting..." after SEGMENT_COUNT_WAIT), and to the figure (polling as the page
+   does), against the service's plain count of the same rule in the same run (the
+   ratio). Measured for the demo's segments on the demo data (`flask demo`, 3,000
+   customers) and for the API example, the 4-condition rule and a one-condition rule on
+   the generated data.
+
     .venv/bin/python -m bench.segments [--db sqlite|postgres|both] [--customers 1000000]
+    .venv/bin/python -m bench.segments --console [--db ...] [--customers 1000000]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextvars
 import random
+import re
 import statistics
 import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+from flask.testing import FlaskClient
 from sqlalchemy import func, select, text
+from werkzeug.datastructures import MultiDict
 
 from bench.sync import _app, _fresh
 from campaigns import campaign_settings, planner, segments
@@ -172,13 +186,135 @@ def plan_campaign() -> tuple[float, dict[str, int]]:
     return elapsed, counts
 
 
+EXAMPLE = {"all": [{"field": "spend", "op": "gte", "value": "400.00", "window_days": 30},
+                   {"field": "days_since_last_purchase", "op": "gte", "value": 14}]}
+CONSOLE_RULES = {"API.md example": EXAMPLE, "4 conditions": RULE,
+                 "SMS consent": {"field": "consent_sms", "op": "eq", "value": True}}
+CONSOLE_PASSWORD = "bench console password"
+
+
+class _OwnContextClient(FlaskClient):
+    """Each request in its own app context (its own session and ``g``), as in production,
+    while the benchmark holds one of its own."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        return contextvars.Context().run(super().open, *args, **kwargs)
+
+
+def _console_client(app: Any) -> tuple[Any, str]:
+    from console import users
+
+    users.create_user("bench-marketer@example.com", "marketer", CONSOLE_PASSWORD)
+    db.session.commit()
+    client = _OwnContextClient(app, app.response_class, use_cookies=True)
+    client.environ_base.update({"wsgi.url_scheme": "https",  # the session cookie is Secure
+                                "HTTP_REFERER": "https://localhost/console/"})  # CSRF
+
+    def token(path: str) -> str:
+        html = client.get(path).get_data(as_text=True)
+        return re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
+
+    client.post("/console/login", data={"email": "bench-marketer@example.com",
+                                        "password": CONSOLE_PASSWORD,
+                                        "csrf_token": token("/console/login")})
+    return client, token("/console/")
+
+
+def console_counts(app: Any, rules: dict[str, Any]) -> list[tuple[str, int, float, float,
+                                                                   float, bool]]:
+    """Per rule: members, the plain count (s), the console's first answer (s), the
+    console's figure (s), and whether the first answer was "counting..."."""
+    from console import segment_counts
+    from console import segment_form as sf
+
+    client, token = _console_client(app)
+    out = []
+    for name, rule in rules.items():
+        started = time.perf_counter()
+        plain = segments.count(segments.checked(rule))
+        baseline = time.perf_counter() - started
+        db.session.rollback()
+        segment_counts.forget()  # nothing reused from another run
+        form = MultiDict([*sf.to_form(sf.from_rule(rule)), ("csrf_token", token)])
+        started = time.perf_counter()
+        first, polled = None, False
+        while True:
+            html = client.post("/console/segments/count", data=form,
+                               headers={"HX-Request": "true"}).get_data(as_text=True)
+            first = first if first is not None else time.perf_counter() - started
+            found = re.search(r'id="member-count">([\d,]+)<', html)
+            if found:
+                break
+            assert "Counting" in html, html[:500]
+            polled = True
+            time.sleep(0.5)  # the page's poll: load delay:500ms
+        figure = time.perf_counter() - started
+        shown = int(found.group(1).replace(",", ""))
+        assert shown == plain, (name, shown, plain)
+        out.append((name, plain, baseline, first, figure, polled))
+    return out
+
+
+def _print_console(kind: str, what: str, rows: list) -> None:
+    for name, members, baseline, first, figure, polled in rows:
+        print(f"{kind} {what}: {name!r} {members:,} members: plain count {baseline:.3f} s; "
+              f"console first answer {first:.3f} s"
+              f"{' (counting..., then polled)' if polled else ' (the figure)'}, figure "
+              f"{figure:.3f} s, ratio {figure / baseline if baseline else 0:.2f}")
+
+
+def console_main(args: argparse.Namespace, kinds: tuple[str, ...]) -> None:
+    from campaigns.models import Segment
+    from crm.demo import load_demo
+
+    printed = []
+    for kind in kinds:
+        with tempfile.TemporaryDirectory() as tmp_name:
+            tmp = Path(tmp_name)
+            app = _app(_fresh(kind, tmp, "bench_segments_demo"), tmp)
+            with app.app_context():
+                started = time.perf_counter()
+                load_demo(args.demo_customers)
+                db.session.commit()
+                print(f"{kind}: demo data ({args.demo_customers} customers) in "
+                      f"{time.perf_counter() - started:.0f} s", flush=True)
+                demo_rules = {s.name: s.rule for s in db.session.scalars(select(Segment))}
+                demo_rules["API.md example"] = EXAMPLE
+                rows = console_counts(app, demo_rules)
+                _print_console(kind, "demo", rows)
+                printed.append((kind, "demo", rows))
+                db.engine.dispose()
+        with tempfile.TemporaryDirectory() as tmp_name:
+            tmp = Path(tmp_name)
+            app = _app(_fresh(kind, tmp, "bench_segments"), tmp)
+            with app.app_context():
+                print(f"{kind}: generating {args.customers} customers, {args.lines} lines",
+                      flush=True)
+                started = time.perf_counter()
+                generate(args.customers, args.lines)
+                print(f"  generated in {time.perf_counter() - started:.0f} s", flush=True)
+                rows = console_counts(app, CONSOLE_RULES)
+                _print_console(kind, f"{args.customers:,} customers", rows)
+                printed.append((kind, f"{args.customers:,} customers", rows))
+                db.engine.dispose()
+    print("--")
+    for kind, what, rows in printed:
+        _print_console(kind, what, rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--lines", type=int, default=10_000_000)
+    parser.add_argument("--console", action="store_true",
+                        help="time the console's live count (see the module's doc)")
+    parser.add_argument("--demo-customers", type=int, default=3000)
     args = parser.parse_args()
     kinds = ("sqlite", "postgres") if args.db == "both" else (args.db,)
+    if args.console:
+        console_main(args, kinds)
+        return
     results = []
     for kind in kinds:
         with tempfile.TemporaryDirectory() as tmp_name:

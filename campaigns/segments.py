@@ -11,11 +11,12 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from campaigns.models import CategoryAffinity, CustomerRfm, Segment
 from campaigns.segment_rules import check, compile_rule
+from crm import audit
 from crm.db import db, utcnow
 from crm.errors import get_or_404
 from crm.models import Customer
 from loyalty import settings
-from loyalty.models import Purchase, PurchaseLine
+from loyalty.models import Product, Purchase, PurchaseLine
 
 SAMPLE = 20
 RFM_DAYS = 365
@@ -26,21 +27,50 @@ def checked(rule: Any) -> dict[str, Any]:
     return rule
 
 
-def create_segment(data: dict[str, Any]) -> Segment:
+def create_segment(data: dict[str, Any], actor: str | None = None) -> Segment:
+    """``actor``: who, when not the request's API key (a console user)."""
     segment = Segment(name=data["name"], rule=checked(data["rule"]))
     db.session.add(segment)
     db.session.flush()
+    audit.record("create", "segment", segment.id, after=_audited(segment), actor=actor)
     return segment
 
 
-def update_segment(segment_id: int, data: dict[str, Any]) -> Segment:
+def update_segment(segment_id: int, data: dict[str, Any],
+                   actor: str | None = None) -> Segment:
     segment = get_or_404(Segment, segment_id, "segment")
+    before = _audited(segment)
     if "rule" in data:
         segment.rule = checked(data["rule"])
     if "name" in data:
         segment.name = data["name"]
     db.session.flush()
+    names, old, new = audit.changes(before, _audited(segment))
+    if names:
+        audit.record("update", "segment", segment.id, fields=names, before=old, after=new,
+                     actor=actor)
     return segment
+
+
+def _audited(segment: Segment) -> dict[str, Any]:
+    """A segment's name and rule (conditions on groups of people, never one person)."""
+    return {"name": segment.name, "rule": segment.rule}
+
+
+def known_categories(limit: int = 500) -> list[str]:
+    """The categories a rule can name: the catalogue's and those sales lines carry (read
+    by a loose index scan over ``ix_purchase_lines_category``: one index probe per
+    category, not a pass over every line)."""
+    walk = select(func.min(PurchaseLine.category).label("category")).cte(
+        "categories", recursive=True)
+    step = select(select(func.min(PurchaseLine.category))
+                  .where(PurchaseLine.category > walk.c.category)
+                  .scalar_subquery()).where(walk.c.category.is_not(None))
+    walk = walk.union_all(step)
+    sold = select(walk.c.category).where(walk.c.category.is_not(None)).limit(limit)
+    catalogue = select(Product.category).distinct().order_by(Product.category).limit(limit)
+    found = set(db.session.scalars(sold)) | set(db.session.scalars(catalogue))
+    return sorted(found)[:limit]
 
 
 def list_segments() -> Select[tuple[Segment]]:

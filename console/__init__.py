@@ -12,6 +12,7 @@ def init_app(app: Flask) -> None:
         customer_views,  # noqa: F401  (routes)
         message_views,  # noqa: F401
         models,  # noqa: F401  (tables known to migrations)
+        segment_views,  # noqa: F401
         setup_views,  # noqa: F401
         signin,  # noqa: F401
         survey_views,  # noqa: F401
