@@ -396,7 +396,8 @@ def campaign_review(campaign_id: int) -> Any:
     segment = db.session.get(Segment, campaign.segment_id)
     offer = db.session.get(Offer, campaign.offer_id) if campaign.offer_id else None
     return render_template("console/campaign_review.html", campaign=campaign, draft=draft,
-                           segment=segment, offer=offer, f=review_figures(campaign),
+                           segment=segment, offer=offer,
+                           f=None if campaign.status == "completed" else review_figures(campaign),
                            schedule_text=schedule_text(campaign.schedule))
 
 

@@ -56,7 +56,8 @@ function drawBars(root) {
       options: {
         responsive: true, maintainAspectRatio: false, animation: false,
         plugins: { legend: { display: false }, title: { display: true, text: spec.label } },
-        scales: { y: { beginAtZero: true, suggestedMax: highest * 1.1 || 1 } },
+        scales: { y: { beginAtZero: true, suggestedMax: highest * 1.1 || 1,
+          suggestedMin: Math.min(0, ...(spec.low || []).filter((v) => v != null)) } },
       },
       plugins: [errorBars],
     });
