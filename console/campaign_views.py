@@ -23,7 +23,7 @@ from campaigns.models import Campaign, Segment
 from campaigns.schemas import CampaignSchema
 from campaigns.sms_length import measure
 from console import campaign_drafts as drafts
-from console.web import actor, bp, role, user_zone
+from console.web import actor, bp, role, user_zone, when
 from crm import audit
 from crm.db import db, utcnow
 from crm.errors import DomainError, get_or_404
@@ -177,8 +177,6 @@ def _render_step(step: Step, draft: drafts.CampaignDraft, errors: dict[str, list
 
 def schedule_text(schedule: dict[str, Any]) -> str:
     if "at" in schedule:
-        from console.web import when
-
         return "Once, " + when(schedule["at"])
     if "cron" in schedule:
         return f"Recurring: cron {schedule['cron']} (UTC)"
