@@ -43,18 +43,18 @@ def template_fields(template: str) -> set[str]:
     return used
 
 
-def _check(data: dict[str, Any], campaign: Campaign | None) -> None:
-    merged = {**({c.key: getattr(campaign, c.key) for c in Campaign.__table__.columns}
-                 if campaign else {}), **data}
-    if "segment_id" in data:
-        get_or_404(Segment, data["segment_id"], "segment")
-    if data.get("offer_id") is not None:
-        get_or_404(Offer, data["offer_id"], "offer")
-    used = template_fields(merged["template"])
-    if "coupon_code" in used and merged.get("offer_id") is None:
+def check_template(template: str, offer_id: int | None) -> set[str]:
+    """The fields a template uses; Invalid for an unknown one, or {coupon_code} without
+    an offer to issue the coupons of."""
+    used = template_fields(template)
+    if "coupon_code" in used and offer_id is None:
         raise Invalid("{coupon_code} needs an offer_id: each recipient gets a coupon of it.",
                       errors={"template": ["{coupon_code} needs offer_id."]})
-    schedule = merged["schedule"]
+    return used
+
+
+def check_schedule(schedule: dict[str, Any]) -> None:
+    """What the schema cannot see: a cron expression that parses, a trigger's days."""
     if "cron" in schedule:
         try:
             CronTrigger.from_crontab(schedule["cron"], timezone="UTC")
@@ -64,6 +64,17 @@ def _check(data: dict[str, Any], campaign: Campaign | None) -> None:
     if "trigger" in schedule and TRIGGERS[schedule["trigger"]] and not schedule.get("days"):
         raise Invalid(f"The {schedule['trigger']} trigger needs days.",
                       errors={"schedule.days": ["Required for this trigger."]})
+
+
+def _check(data: dict[str, Any], campaign: Campaign | None) -> None:
+    merged = {**({c.key: getattr(campaign, c.key) for c in Campaign.__table__.columns}
+                 if campaign else {}), **data}
+    if "segment_id" in data:
+        get_or_404(Segment, data["segment_id"], "segment")
+    if data.get("offer_id") is not None:
+        get_or_404(Offer, data["offer_id"], "offer")
+    check_template(merged["template"], merged.get("offer_id"))
+    check_schedule(merged["schedule"])
 
 
 def create_campaign(data: dict[str, Any]) -> Campaign:

@@ -29,7 +29,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm.db import BigId, BigInt, db, utcnow
 
-PURPOSES = ("campaign", "survey", "transactional")
+# "test": a campaign's message sent to a console user's own phone ("Send a test to me"):
+# no customer, no consent to check, no quiet hours; never counted in a campaign's report.
+PURPOSES = ("campaign", "survey", "transactional", "test")
 # Our states, then Twilio's as its callbacks report them (ranked in campaigns.outbox).
 MESSAGE_STATUSES = ("queued", "sending", "in_doubt", "skipped", "submitted", "sent",
                     "delivered", "undelivered", "failed", "read", "canceled")

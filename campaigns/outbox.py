@@ -43,6 +43,16 @@ FROM_TWILIO = {"accepted": "submitted", "scheduled": "submitted", "queued": "sub
                "undelivered": "undelivered", "failed": "failed", "read": "read",
                "canceled": "canceled"}
 OPTED_OUT = "21610"  # Twilio: the number replied STOP; nothing may be sent to it
+EXEMPT_FROM_QUIET = ("transactional", "test")
+
+
+def queue_test(body: str, to: str, campaign_id: int | None = None) -> Message:
+    """A test of a campaign's message to a phone a console user typed (their own): sent
+    at once, whatever the hour, with no customer behind it (so no consent to check)."""
+    message = Message(customer_id=None, to_number=to, body=body, purpose="test",
+                      campaign_id=campaign_id, next_attempt_at=utcnow())
+    db.session.add(message)
+    return message
 
 
 def queue(customer: Customer, body: str, purpose: str, *, to: str | None = None,
@@ -97,12 +107,13 @@ def quiet_now(now: datetime) -> tuple[dict[int, datetime], datetime | None]:
 
 
 def sendable(now: datetime) -> list[Any]:
-    """What a due message must meet to be claimed: its customer has SMS consent now, it
-    has a number, and it is not in quiet hours (unless transactional)."""
-    has_consent = select(Customer.id).where(Customer.id == Message.customer_id,
-                                            Customer.consent_sms.is_(True)).exists()
+    """What a due message must meet to be claimed: its customer has SMS consent now (a
+    test has no customer), it has a number, and it is not in quiet hours (unless
+    transactional or a test)."""
+    has_consent = or_(Message.purpose == "test", select(Customer.id).where(
+        Customer.id == Message.customer_id, Customer.consent_sms.is_(True)).exists())
     stores, no_store = quiet_now(now)
-    outside_quiet = [Message.purpose == "transactional",
+    outside_quiet = [Message.purpose.in_(EXEMPT_FROM_QUIET),
                      and_(Message.store_id.is_not(None), Message.store_id.not_in(stores))]
     if no_store is None:
         outside_quiet.append(Message.store_id.is_(None))
@@ -115,7 +126,8 @@ def hold_back(now: datetime) -> dict[str, int]:
     never read them again. Set-based: a statement for each."""
     no_consent = select(Customer.id).where(Customer.consent_sms.is_(False))
     skipped = db.session.execute(
-        update(Message).where(_due(now), Message.customer_id.in_(no_consent)
+        update(Message).where(_due(now), Message.purpose != "test",
+                              Message.customer_id.in_(no_consent)
                               | Message.customer_id.is_(None))
         .values(status="skipped", error_code="no_consent",
                 error="No SMS consent when it was due to be sent.")
@@ -131,7 +143,8 @@ def hold_back(now: datetime) -> dict[str, int]:
         windows.append((Message.store_id.is_(None), no_store))
     for which, until in windows:
         deferred += db.session.execute(
-            update(Message).where(_due(now), which, Message.purpose != "transactional")
+            update(Message).where(_due(now), which,
+                                  Message.purpose.not_in(EXEMPT_FROM_QUIET))
             .values(next_attempt_at=until)
             .execution_options(synchronize_session=False)).rowcount
     return {"skipped": skipped, "deferred": deferred}

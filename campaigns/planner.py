@@ -16,6 +16,7 @@ import calendar
 import hashlib
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -147,20 +148,39 @@ def audience(campaign: Campaign, now: datetime) -> list[int]:
         .order_by(Customer.id)))
 
 
-def run(campaign: Campaign, now: datetime | None = None) -> dict[str, int]:
-    """One run of a campaign (the caller commits)."""
-    now = now or utcnow()
-    lock(f"campaign:{campaign.id}")
-    db.session.refresh(campaign)
+@dataclass
+class Plan:
+    """Who a run picks and what becomes of each: the review screen shows it before a
+    campaign is activated, and ``run`` writes it. ``status`` is per targeted person:
+    queued, quiet (sent when the quiet hours end), no_consent, no_phone or capped."""
+
+    ids: list[int]
+    held: set[int]
+    status: dict[int, str]
+    people: dict[int, dict[str, Any]]
+    zones: dict[int, str]
+    quiet: dict[int, datetime]
+    shown: dict[int, list[dict[str, Any]]]
+
+    @property
+    def sending(self) -> list[int]:
+        return [i for i in self.ids if self.status.get(i) in ("queued", "quiet")]
+
+    def counts(self) -> dict[str, int]:
+        counts = Counter(self.status.values())
+        counts["holdout"] = len(self.held)
+        counts["audience"] = len(self.ids)
+        return dict(counts)
+
+
+def plan(campaign: Campaign, now: datetime) -> Plan:
+    """Who this campaign would pick now and why each targeted person would be sent a
+    message or not: the one function behind both the console's review and a run."""
     ids = audience(campaign, now)
     if campaign.schedule.get("trigger") == "birthday":
         ids = _birthdays_today(ids, now)
-    campaign.last_run_at = now
-    if "at" in campaign.schedule:
-        campaign.status = "completed"
-    held = [i for i in ids if holdout(campaign.id, i, campaign.holdout_percent)]
-    held_set = set(held)
-    targeted = [i for i in ids if i not in held_set]
+    held = {i for i in ids if holdout(campaign.id, i, campaign.holdout_percent)}
+    targeted = [i for i in ids if i not in held]
     used = template_fields(campaign.template)
     # What the holdout would have been shown too: the report compares their purchases.
     shown = _recommended(ids) if used & {"recommended_product", "recommended_products"} \
@@ -169,7 +189,7 @@ def run(campaign: Campaign, now: datetime | None = None) -> dict[str, int]:
     recent = _recent_campaign_messages(campaign, targeted, now)
     zones = _zones(people)
     quiet = _quiet_ends(campaign, zones, now)
-    window = campaign.quiet_hours or {}
+    cap = (campaign.frequency_cap or {}).get("count", 1 << 30)
     status: dict[int, str] = {}
     for customer_id in targeted:
         person = people.get(customer_id, {})
@@ -177,11 +197,58 @@ def run(campaign: Campaign, now: datetime | None = None) -> dict[str, int]:
             status[customer_id] = "no_consent"
         elif not person.get("phone"):
             status[customer_id] = "no_phone"
-        elif recent.get(customer_id, 0) >= (campaign.frequency_cap or {}).get("count", 1 << 30):
+        elif recent.get(customer_id, 0) >= cap:
             status[customer_id] = "capped"
         else:
             status[customer_id] = "quiet" if customer_id in quiet else "queued"
-    sending = [i for i in targeted if status[i] in ("queued", "quiet")]
+    return Plan(ids, held, status, people, zones, quiet, shown)
+
+
+def render(template: str, person: dict[str, Any], coupon_code: str | None,
+           shown: list[dict[str, Any]]) -> str:
+    """A message as a person gets it: the template with their fields."""
+    return template.format_map(_fields(person, coupon_code, shown))
+
+
+def sample_message(segment_id: int, template: str, now: datetime,
+                   coupon_code: str | None = None) -> dict[str, Any] | None:
+    """The template rendered for a real member of the segment (the first who could be
+    sent it, else the first member), as ``run`` renders it; None for an empty segment.
+    ``coupon_code`` stands in for the personal code each recipient gets."""
+    segment = db.session.get(Segment, segment_id)
+    if segment is None:
+        return None
+    members = select(Customer.id).where(segments.condition(segment.rule, now))
+    has_phone = select(CustomerIdentifier.id).where(
+        CustomerIdentifier.customer_id == Customer.id,
+        CustomerIdentifier.kind == "phone").exists()
+    customer_id = db.session.scalar(
+        members.where(Customer.consent_sms.is_(True), has_phone).order_by(Customer.id)
+        .limit(1)) or db.session.scalar(members.order_by(Customer.id).limit(1))
+    if customer_id is None:
+        return None
+    used = template_fields(template)
+    person = _people([customer_id], used, now)[customer_id]
+    shown = _recommended([customer_id]) if used & {"recommended_product",
+                                                   "recommended_products"} else {}
+    return {"customer_id": customer_id, "first_name": person.get("first_name"),
+            "last_name": person.get("last_name"),
+            "body": render(template, person, coupon_code, shown.get(customer_id, []))}
+
+
+def run(campaign: Campaign, now: datetime | None = None) -> dict[str, int]:
+    """One run of a campaign (the caller commits)."""
+    now = now or utcnow()
+    lock(f"campaign:{campaign.id}")
+    db.session.refresh(campaign)
+    picked = plan(campaign, now)
+    campaign.last_run_at = now
+    if "at" in campaign.schedule:
+        campaign.status = "completed"
+    ids, held_set, status, people = picked.ids, picked.held, picked.status, picked.people
+    zones, quiet, shown = picked.zones, picked.quiet, picked.shown
+    window = campaign.quiet_hours or {}
+    sending = picked.sending
     coupon_of: dict[int, tuple[int, str]] = {}
     if campaign.offer_id is not None and sending:
         offer = db.session.get(Offer, campaign.offer_id)
@@ -190,8 +257,8 @@ def run(campaign: Campaign, now: datetime | None = None) -> dict[str, int]:
     bulk_insert(Message.__table__, [
         {"id": message_ids[i], "customer_id": i, "store_id": people[i].get("store_id"),
          "campaign_id": campaign.id, "to_number": people[i]["phone"],
-         "body": campaign.template.format_map(_fields(people[i], coupon_of.get(i),
-                                                      shown.get(i, []))),
+         "body": render(campaign.template, people[i], (coupon_of.get(i) or (0, None))[1],
+                        shown.get(i, [])),
          "purpose": "campaign", "status": "queued", "attempts": 0,
          "next_attempt_at": quiet.get(i, now), "created_at": now, "updated_at": now,
          "quiet_start": window.get("start"), "quiet_end": window.get("end"),
@@ -205,10 +272,7 @@ def run(campaign: Campaign, now: datetime | None = None) -> dict[str, int]:
     bulk_insert(CampaignRecommendation.__table__, [
         {"campaign_id": campaign.id, "customer_id": i, "holdout": i in held_set,
          "sku": item["sku"], "created_at": now} for i in ids for item in shown.get(i, [])])
-    counts = Counter(status.values())
-    counts["holdout"] = len(held)
-    counts["audience"] = len(ids)
-    return dict(counts)
+    return picked.counts()
 
 
 def _recent_campaign_messages(campaign: Campaign, ids: list[int], now: datetime
@@ -255,7 +319,7 @@ def _recommended(ids: list[int]) -> dict[int, list[dict[str, Any]]]:
                                       {i: stores.get(last.get(i)) for i in ids})
 
 
-def _fields(person: dict[str, Any], coupon: tuple[int, str] | None,
+def _fields(person: dict[str, Any], coupon_code: str | None,
             shown: list[dict[str, Any]]) -> dict[str, Any]:
     return {"recommended_product": shown[0]["name"] if shown else "",
             "recommended_products": ", ".join(item["name"] for item in shown),
@@ -265,7 +329,7 @@ def _fields(person: dict[str, Any], coupon: tuple[int, str] | None,
             "points": person.get("points", 0), "tier": person.get("tier") or "",
             "expiring_points": person.get("expiring_points", 0),
             "recommendation": person.get("recommendation") or "",
-            "coupon_code": coupon[1] if coupon else ""}
+            "coupon_code": coupon_code or ""}
 
 
 def _people(ids: list[int], used: set[str], now: datetime) -> dict[int, dict[str, Any]]:

@@ -33,7 +33,8 @@ def report(campaign_id: int) -> dict[str, Any]:
     statuses = dict(db.session.execute(select(r.status, func.count()).where(mine)
                                        .group_by(r.status)).all())
     messages = dict(db.session.execute(
-        select(Message.status, func.count()).where(Message.campaign_id == campaign.id)
+        select(Message.status, func.count()).where(Message.campaign_id == campaign.id,
+                                                   Message.purpose == "campaign")
         .group_by(Message.status)).all())
     window_end = plus_days(r.created_at, campaign.attribution_days)
     opted_out = db.session.scalar(
@@ -60,16 +61,23 @@ def report(campaign_id: int) -> dict[str, Any]:
                                        Purchase.occurred_at >= r.created_at,
                                        Purchase.occurred_at < window_end))
                   .where(mine).distinct().subquery())
-    outcome = {held: (converters, revenue) for held, converters, revenue in db.session.execute(
-        select(attributed.c.holdout, func.count(func.distinct(attributed.c.customer_id)),
-               func.sum(attributed.c.net)).group_by(attributed.c.holdout))}
+    per_person = (select(attributed.c.holdout, attributed.c.customer_id,
+                         func.sum(attributed.c.net).label("revenue"))
+                  .group_by(attributed.c.holdout, attributed.c.customer_id).subquery())
+    rows = db.session.execute(
+        select(per_person.c.holdout, func.count(), func.sum(per_person.c.revenue),
+               func.sum(per_person.c.revenue * per_person.c.revenue))
+        .group_by(per_person.c.holdout)).all()
+    outcome = {held: (converters, revenue) for held, converters, revenue, _ in rows}
+    squares = {held: int(square or 0) for held, _, _, square in rows}
     waiting = db.session.scalar(
         select(func.count()).select_from(r).join(Message, Message.id == r.message_id)
         .where(mine, r.status == "quiet", Message.status == "queued")) or 0
     currency = settings.program().currency
     raw = {name: (sizes.get(held, 0), *outcome.get(held, (0, 0)))
            for name, held in (("targeted", False), ("holdout", True))}
-    groups = {name: _group(*values, currency) for name, values in raw.items()}
+    groups = {name: _group(*values, currency, squares.get(held, 0))
+              for (name, values), held in zip(raw.items(), (False, True), strict=True)}
     return {
         "campaign_id": campaign.id, "status": campaign.status,
         "entries": sum(statuses.values()),
@@ -115,12 +123,38 @@ def recommended_purchases(campaign: Campaign, sizes: dict[bool, int]) -> dict[st
     return answer
 
 
-def _group(size: int, converters: int, revenue: int | None, currency: str) -> dict[str, Any]:
-    revenue = revenue or 0
+def _group(size: int, converters: int, revenue: int | None, currency: str,
+           squares: int = 0) -> dict[str, Any]:
+    """A group's figures, each rate and mean with its 95% interval: Wilson's for the
+    conversion rate (sound near 0 and 1, where the groups of a campaign often are), the
+    normal one for the revenue per recipient (everyone counts, buyers or not)."""
+    revenue = int(revenue or 0)
+    low, high = wilson(converters, size)
+    mean_low = mean_high = None
+    if size > 1:
+        mean = revenue / size
+        variance = max(squares - size * mean * mean, 0.0) / (size - 1)
+        half = Z95 * math.sqrt(variance / size)
+        mean_low = to_amount(round(mean - half), currency)
+        mean_high = to_amount(round(mean + half), currency)
     return {"recipients": size, "converters": converters,
             "conversion_rate": converters / size if size else None,
+            "conversion_ci_low": low, "conversion_ci_high": high,
             "revenue": to_amount(revenue, currency),
-            "revenue_per_recipient": to_amount(revenue // size, currency) if size else None}
+            "revenue_per_recipient": to_amount(revenue // size, currency) if size else None,
+            "revenue_per_recipient_ci_low": mean_low,
+            "revenue_per_recipient_ci_high": mean_high}
+
+
+def wilson(successes: int, size: int) -> tuple[float | None, float | None]:
+    """The 95% Wilson score interval of a proportion (None, None for an empty group)."""
+    if not size:
+        return None, None
+    p = successes / size
+    z2 = Z95 * Z95
+    centre = (p + z2 / (2 * size)) / (1 + z2 / size)
+    half = Z95 * math.sqrt(p * (1 - p) / size + z2 / (4 * size * size)) / (1 + z2 / size)
+    return round(max(centre - half, 0.0), 6), round(min(centre + half, 1.0), 6)
 
 
 def lift(targeted: tuple[int, int, int | None], held: tuple[int, int, int | None],

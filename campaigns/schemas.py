@@ -231,8 +231,14 @@ class GroupSchema(Schema):
     recipients = fields.Integer()
     converters = fields.Integer()
     conversion_rate = fields.Float(allow_none=True)
+    conversion_ci_low = fields.Float(allow_none=True, metadata={
+        "description": "95% interval of the conversion rate (Wilson)"})
+    conversion_ci_high = fields.Float(allow_none=True)
     revenue = fields.String()
     revenue_per_recipient = fields.String(allow_none=True)
+    revenue_per_recipient_ci_low = fields.String(allow_none=True, metadata={
+        "description": "95% interval of the revenue per recipient"})
+    revenue_per_recipient_ci_high = fields.String(allow_none=True)
 
 
 class CampaignReportSchema(Schema):

@@ -9,6 +9,7 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     from console import (
+        campaign_views,  # noqa: F401
         customer_views,  # noqa: F401  (routes)
         message_views,  # noqa: F401
         models,  # noqa: F401  (tables known to migrations)

@@ -7,7 +7,9 @@ import threading
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
+from scipy.stats import binomtest
 from sqlalchemy import func, select, update
 
 from campaigns import planner, segments
@@ -302,9 +304,20 @@ def test_the_report_compares_targeted_and_holdout(client, marketing, campaign, m
             report["coupons_redeemed"]) == (n1, 0, 1, 1)
     assert report["groups"]["targeted"]["converters"] == 2
     assert report["groups"]["targeted"]["revenue"] == "145.00"  # 100 - 5 off, + 50
-    assert report["groups"]["holdout"] == {
+    holdout = report["groups"]["holdout"]
+    assert {k: holdout[k] for k in ("recipients", "converters", "conversion_rate", "revenue",
+                                    "revenue_per_recipient")} == {
         "recipients": n2, "converters": 1, "conversion_rate": 1 / n2, "revenue": "20.00",
         "revenue_per_recipient": f"{2000 // n2 / 100:.2f}"}
+    # The groups' 95% intervals, checked against libraries we did not write: Wilson's
+    # interval by scipy, the mean's normal interval by numpy (everyone counts, 0 or not).
+    wilson = binomtest(1, n2).proportion_ci(0.95, method="wilson")
+    assert holdout["conversion_ci_low"] == pytest.approx(wilson.low, abs=1e-6)
+    assert holdout["conversion_ci_high"] == pytest.approx(wilson.high, abs=1e-6)
+    spend = np.array([2000] + [0] * (n2 - 1))
+    half = 1.959964 * spend.std(ddof=1) / np.sqrt(n2)
+    assert holdout["revenue_per_recipient_ci_low"] == f"{round(spend.mean() - half) / 100:.2f}"
+    assert holdout["revenue_per_recipient_ci_high"] == f"{round(spend.mean() + half) / 100:.2f}"
     lift = report["lift"]
     assert lift["conversion_difference"] == round(2 / n1 - 1 / n2, 6)
     assert lift["ci_low"] < lift["conversion_difference"] < lift["ci_high"]
@@ -341,7 +354,10 @@ def test_a_person_picked_on_several_runs_counts_once_in_the_report(client, marke
     assert (report["entries"], report["audience"]) == (2, 1)
     assert report["groups"]["targeted"] == {
         "recipients": 1, "converters": 1, "conversion_rate": 1.0, "revenue": "100.00",
-        "revenue_per_recipient": "100.00"}
+        "revenue_per_recipient": "100.00", "revenue_per_recipient_ci_low": None,
+        "revenue_per_recipient_ci_high": None, "conversion_ci_high": 1.0,
+        "conversion_ci_low": pytest.approx(
+            binomtest(1, 1).proportion_ci(0.95, method="wilson").low, abs=1e-6)}
 
 
 def test_people_waiting_for_quiet_hours_leave_the_count_when_sent(client, marketing, campaign,
