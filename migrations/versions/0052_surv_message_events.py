@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0052"
-down_revision = "0011"
+down_revision = "0051"
 branch_labels = None
 depends_on = None
 
