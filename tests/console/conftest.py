@@ -90,6 +90,11 @@ class Screen:
         assert violations == [], f"{name}: {violations}"
         own = f"the server responded with a status of {status}"
         errors = [e for e in self.errors if not (status and own in e)]
+        if any(e.startswith("htmx:sendAbort") for e in errors):
+            # A request replaced by a newer one (hx-sync "replace") is aborted by design;
+            # htmx logs the abort and its afterRequest as errors.
+            errors = [e for e in errors
+                      if not e.startswith(("htmx:sendAbort", "htmx:afterRequest"))]
         assert errors == [], f"{name}: {errors}"
         self.errors.clear()
 
