@@ -24,9 +24,10 @@ from sqlalchemy import Select, case, func, select
 
 from campaigns import hook_events, outbox
 from campaigns.models import Survey, SurveyInvitation, SurveyResponse
+from crm.customers import phones_of
 from crm.db import db, insert_ignoring_conflicts, utcnow
 from crm.errors import Conflict, DomainError, Invalid, NotFound, get_or_404
-from crm.models import Customer, CustomerIdentifier, Store
+from crm.models import Customer, Store
 
 SCALES = {"nps": (0, 10), "csat": (1, 5)}
 # (promoter from, detractor up to) per kind; for CSAT: satisfied 4-5, dissatisfied 1-2.
@@ -130,11 +131,7 @@ def dispatch(now: datetime | None = None) -> dict[str, int]:
         people = {inv.customer_id for inv in due}
         customers = {c.id: c for c in db.session.scalars(
             select(Customer).where(Customer.id.in_(people)))}
-        phones = dict(db.session.execute(
-            select(CustomerIdentifier.customer_id, func.max(CustomerIdentifier.value))
-            .where(CustomerIdentifier.customer_id.in_(people),
-                   CustomerIdentifier.kind == "phone")
-            .group_by(CustomerIdentifier.customer_id)).all())
+        phones = phones_of(list(people))
         last_invited = dict(db.session.execute(
             select(SurveyInvitation.customer_id, func.max(SurveyInvitation.invited_at))
             .where(SurveyInvitation.customer_id.in_(people),
