@@ -2,10 +2,10 @@
 
 SQLite runs in WAL mode with a busy timeout, foreign keys and secure_delete on.
 Python's sqlite3 module is put in autocommit mode so that SQLAlchemy's ``begin`` event
-issues the BEGIN itself: write transactions start with ``BEGIN IMMEDIATE``, which takes SQLite's write lock up
-front (and waits for it up to the busy timeout) instead of failing later when a read
-transaction tries to upgrade. Requests that only read (GET/HEAD/OPTIONS) begin deferred,
-so readers never wait on writers.
+issues the BEGIN itself: write transactions start with ``BEGIN IMMEDIATE``, which takes
+SQLite's write lock up front (and waits for it up to the busy timeout) instead of
+failing later when a read transaction tries to upgrade. Requests that only read
+(GET/HEAD/OPTIONS) begin deferred, so readers never wait on writers.
 """
 
 from __future__ import annotations
