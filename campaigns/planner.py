@@ -35,6 +35,7 @@ from campaigns.models import (
     CategoryAffinity,
     Message,
     Segment,
+    message_columns,
 )
 from campaigns.quiet_hours import quiet_until
 from campaigns.segment_rules import compile_rule
@@ -188,9 +189,9 @@ def run(campaign: Campaign, now: datetime | None = None) -> dict[str, int]:
     message_ids = dict(zip(sending, allocate_ids(Message.__table__, len(sending)), strict=True))
     bulk_insert(Message.__table__, [
         {"id": message_ids[i], "customer_id": i, "store_id": people[i].get("store_id"),
-         "campaign_id": campaign.id, "to_number": people[i]["phone"],
-         "body": campaign.template.format_map(_fields(people[i], coupon_of.get(i),
-                                                      shown.get(i, []))),
+         "campaign_id": campaign.id,
+         **message_columns(message_ids[i], people[i]["phone"], campaign.template.format_map(
+             _fields(people[i], coupon_of.get(i), shown.get(i, [])))),
          "purpose": "campaign", "status": "queued", "attempts": 0,
          "next_attempt_at": quiet.get(i, now), "created_at": now, "updated_at": now,
          "quiet_start": window.get("start"), "quiet_end": window.get("end"),

@@ -301,12 +301,11 @@ def results(survey_id: int, store: str | None = None, start: datetime | None = N
         select(func.count()).select_from(SurveyInvitation)
         .join(Store, Store.id == SurveyInvitation.store_id).where(*invited_where))
     comments = db.session.execute(
-        select(SurveyResponse.score, SurveyResponse.comment, SurveyResponse.created_at,
-               SurveyResponse.customer_id, SurveyResponse.channel, Store.code.label("store"))
+        select(SurveyResponse, Store.code.label("store"))
         .join(Store, Store.id == SurveyResponse.store_id)
-        .where(*where, SurveyResponse.comment.is_not(None))
+        .where(*where, SurveyResponse.comment_sealed.is_not(None))
         .order_by(SurveyResponse.created_at.desc(), SurveyResponse.id.desc()).limit(100)
-    ).mappings().all()
+    ).all()
     return {
         "survey_id": survey.id, "kind": survey.kind, "responses": total,
         "invited": invited, "response_rate": _percent(total, invited),
@@ -316,5 +315,7 @@ def results(survey_id: int, store: str | None = None, start: datetime | None = N
         "by_store": [{"store": code, "responses": n, "promoters": p, "passives": n - p - d,
                       "detractors": d, survey.kind: _score(survey.kind, p, d, n)}
                      for code, n, p, d in rows],
-        "comments": [dict(row) for row in comments],
+        "comments": [{"score": r.score, "comment": r.comment, "created_at": r.created_at,
+                      "customer_id": r.customer_id, "channel": r.channel, "store": store}
+                     for r, store in comments],
     }

@@ -30,9 +30,10 @@ class Sealed:
 
     def __init__(self, column: str, dump: Callable[[Any], str] = str,
                  load: Callable[[str], Any] = str,
-                 on_set: Callable[[Any, Any], None] | None = None) -> None:
+                 on_set: Callable[[Any, Any], None] | None = None,
+                 empty: Any = None) -> None:
         self.column, self.dump, self.load, self.on_set = column, dump, load, on_set
-        self.name = column
+        self.name, self.empty = column, empty  # empty: what a NULL column reads as
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
@@ -45,7 +46,7 @@ class Sealed:
             return pending[self.name]
         sealed = getattr(obj, self.column)
         if sealed is None:
-            return None
+            return self.empty
         opened = obj.__dict__.setdefault(_OPENED, {})
         hit = opened.get(self.name)
         if hit is not None and hit[0] == sealed:
