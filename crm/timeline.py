@@ -70,6 +70,7 @@ def timeline(ids: list[int]) -> Select[Any]:
 def page(ids: list[int], page: int, page_size: int) -> tuple[dict[str, Any], int, dict]:
 
     body, status, headers = paginate(timeline(ids), page, page_size)
+    body["items"] = [dict(item) for item in body["items"]]
     for kind, texts in timeline_texts.items():
         refs = [item["ref_id"] for item in body["items"] if item["type"] == kind]
         if refs:
