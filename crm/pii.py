@@ -25,6 +25,8 @@ import hmac
 import os
 import secrets
 import tempfile
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +97,9 @@ def _index_key(text: str) -> bytes | None:
     return None
 
 
+RELOAD_SECONDS = 5.0  # how often a process looks whether the key file changed
+
+
 @dataclass
 class Keyring:
     keys: list[tuple[str, bytes]]  # the first seals
@@ -102,6 +107,28 @@ class Keyring:
     source: str  # "env" or the key file's path
     _aead: dict[tuple[str, str], AESGCM] = field(default_factory=dict, repr=False)
     _hmac: dict[str, bytes] = field(default_factory=dict, repr=False)
+    _checked: float = field(default=0.0, repr=False)
+    _mtime: float = field(default=0.0, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def refresh(self, now: bool = False) -> None:
+        """Read the key file again if it changed (looked at every RELOAD_SECONDS, or
+        ``now``): a key added by ``flask security rotate-key`` reaches running processes
+        without a restart, and they open what the re-encryption sealed with it."""
+        if self.source == "env":
+            return
+        moment = time.monotonic()
+        if not now and moment - self._checked < RELOAD_SECONDS:
+            return
+        with self._lock:
+            self._checked = moment
+            try:
+                mtime = os.stat(self.source).st_mtime
+            except FileNotFoundError:
+                return
+            if mtime != self._mtime:
+                self.keys = parse_keys(Path(self.source).read_text())
+                self._mtime = mtime
 
     @property
     def current(self) -> str:
@@ -116,6 +143,9 @@ class Keyring:
         if cipher is None:
             root = dict(self.keys).get(key_id)
             if root is None:
+                self.refresh(now=True)
+                root = dict(self.keys).get(key_id)
+            if root is None:
                 raise CannotOpen(f"sealed with key {key_id}, which is not in the key ring")
             cipher = self._aead[(key_id, where)] = AESGCM(_derive(root, f"crm-pii:{where}"))
         return cipher
@@ -123,6 +153,7 @@ class Keyring:
     def seal(self, table: str, column: str, row_id: int, value: str | None) -> str | None:
         if value is None:
             return None
+        self.refresh()
         where = f"{table}.{column}"
         nonce = os.urandom(NONCE_BYTES)
         sealed = self._cipher(self.current, where).encrypt(
@@ -192,7 +223,8 @@ def load(config: Mapping[str, Any], instance_path: Path) -> Keyring:
     index_root = _index_key(text)
     if index_root is None:
         raise KeyRingError(f"{path} has no index: line (the blind index key).")
-    return Keyring(parse_keys(text), index_root, str(path))
+    return Keyring(parse_keys(text), index_root, str(path), _checked=time.monotonic(),
+                   _mtime=os.stat(path).st_mtime)
 
 
 def add_key(path: Path) -> str:
