@@ -50,7 +50,8 @@ def usage() -> dict[str, int]:
     counts: dict[str, int] = {}
     for sealed in sealed_columns():
         column = sealed.table.c[sealed.column]
-        prefix = func.substr(column, 1, func.instr(column, "$") - 1)
+        prefix = func.split_part(column, "$", 1) if db.engine.dialect.name == "postgresql" \
+            else func.substr(column, 1, func.instr(column, "$") - 1)
         for key_id, n in db.session.execute(
                 select(prefix, func.count()).where(column.is_not(None)).group_by(prefix)):
             counts[key_id] = counts.get(key_id, 0) + n
