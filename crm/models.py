@@ -21,7 +21,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm import pii
 from crm.db import BigId, db, utcnow
-from crm.sealed import Sealed
+from crm.sealed import NotInSql, Sealed
 
 CHANNELS = ("store", "online")
 SCOPES = ("pos", "shop", "marketing", "admin")
@@ -206,6 +206,26 @@ def identifier_row(row_id: int, customer_id: int, kind: str, value: str) -> dict
             "fragment": identifier_fragment(kind, value)}
 
 
+class _IdentifierValue(NotInSql):
+    """``CustomerIdentifier.value``: an email, phone or card opened from ``sealed``; a
+    shop or till id as ``lookup`` holds it. Setting it sets the blind indexes too."""
+
+    name = "CustomerIdentifier.value"
+
+    def __get__(self, obj: CustomerIdentifier | None, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return obj._secret if obj.kind in PERSONAL_KINDS else obj.lookup
+
+    def __set__(self, obj: CustomerIdentifier, value: str) -> None:
+        if obj.kind is None:
+            raise TypeError("set an identifier's kind before its value")
+        obj.lookup = identifier_lookup(obj.kind, value)
+        obj.fragment = identifier_fragment(obj.kind, value)
+        if obj.kind in PERSONAL_KINDS:
+            obj._secret = value
+
+
 class CustomerIdentifier(db.Model):
     """A normalised identifier: the deterministic key that unifies a person across
     channels. Unique per kind, so one value always leads to one customer. An email, phone
@@ -234,19 +254,7 @@ class CustomerIdentifier(db.Model):
     customer: Mapped[Customer] = relationship(back_populates="identifiers")
 
     _secret = Sealed("sealed")
-
-    @property
-    def value(self) -> str:
-        return self._secret if self.kind in PERSONAL_KINDS else self.lookup
-
-    @value.setter
-    def value(self, value: str) -> None:
-        if self.kind is None:
-            raise TypeError("set an identifier's kind before its value")
-        self.lookup = identifier_lookup(self.kind, value)
-        self.fragment = identifier_fragment(self.kind, value)
-        if self.kind in PERSONAL_KINDS:
-            self._secret = value
+    value = _IdentifierValue()
 
 
 class ConsentEvent(db.Model):

@@ -23,7 +23,20 @@ _PENDING = "_pii_pending"
 _OPENED = "_pii_opened"
 
 
-class Sealed:
+class NotInSql:
+    """On the class, a sealed attribute refuses to be compared: ``Model.attr == value``
+    would otherwise be a silent ``WHERE false``. Query its blind index instead."""
+
+    name = "a sealed attribute"
+
+    def __eq__(self, other: object) -> bool:
+        raise TypeError(f"{self.name} is sealed: SQL cannot compare it; use its blind index")
+
+    __ne__ = __eq__
+    __hash__ = object.__hash__
+
+
+class Sealed(NotInSql):
     """A personal attribute stored only sealed in the mapped column ``column``.
     ``dump``/``load`` turn the Python value into text and back; ``on_set`` also runs
     on every assignment (to keep derived clear columns or blind indexes up to date)."""
@@ -87,7 +100,11 @@ def _seal_new_rows(session: Session, _context: Any, _instances: Any) -> None:
                 obj.id = row_id
     for obj in waiting:
         for name, value in obj.__dict__.pop(_PENDING).items():
-            _seal_only(getattr(type(obj), name), obj, value)
+            _seal_only(_descriptor(type(obj), name), obj, value)
+
+
+def _descriptor(cls: type, name: str) -> Sealed:
+    return next(c.__dict__[name] for c in cls.__mro__ if name in c.__dict__)
 
 
 def _seal_only(attribute: Sealed, obj: Any, value: Any) -> None:
