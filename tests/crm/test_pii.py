@@ -13,7 +13,7 @@ from pathlib import Path
 
 import flask_migrate
 import pytest
-from sqlalchemy import make_url, select, text
+from sqlalchemy import event, make_url, select, text
 
 from campaigns import inbound, outbox
 from crm import create_app, pii, rekey
@@ -282,3 +282,42 @@ def test_reencryption_runs_while_reads_and_writes_go_on(tmp_path, database_url):
         assert profile["birthday"] == date(1980, 1 + n % 12, 1 + n % 28).isoformat()
     with app.app_context():
         db.engine.dispose()
+
+
+def test_the_till_finds_a_member_by_phone_or_card_in_one_indexed_read(app, till, factory):
+    """A sale naming its member by phone or card sends as many statements as one naming
+    the id: the member is found inside the claim, through the unique blind index."""
+    c = factory.customer(phone="+12125550199", card_number="ZQCARD7431")
+    till.buy({"id": c.id}, "10.00")
+    with app.app_context():
+        engine = db.engine
+    counts = {}
+    for name, ref in (("id", {"id": c.id}), ("phone", {"phone": "(212) 555-0199"}),
+                      ("card", {"card_number": "zqcard7431"})):
+        statements: list[str] = []
+
+        def count(conn, cursor, statement, *args, statements=statements):
+            statements.append(statement)
+
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            r = till.buy(ref, "10.00")
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        assert r.get_json()["customer_id"] == c.id
+        counts[name] = len(statements)
+        if name != "id":
+            assert not any("customer_identifiers" in s for s in statements
+                           if "purchases" not in s), statements  # only inside the claim
+    assert counts["phone"] == counts["id"] == counts["card"]
+    lookup = "SELECT customer_id FROM customer_identifiers WHERE kind = 'phone' AND lookup = 'x'"
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            plan = " ".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {lookup}"))
+            assert "uq_customer_identifiers_kind_lookup" in plan, plan
+        else:
+            plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {lookup}"))
+            assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, plan
+            assert "(kind=? AND lookup=?)" in plan, plan
