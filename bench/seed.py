@@ -15,8 +15,8 @@ from sqlalchemy import insert, select
 
 from crm import create_app, keys, stores
 from crm.db import db, utcnow
-from crm.models import Customer, CustomerIdentifier
-from crm.sql import Sql
+from crm.models import Customer, CustomerIdentifier, identifier_row
+from crm.sql import Sql, allocate_ids
 from loyalty import accounts, ledger, settings
 
 BATCH = 500
@@ -34,9 +34,10 @@ def seed(members: int, points: int) -> dict[str, object]:
             {"first_name": f"Member{i}", "created_at": now, "updated_at": now}
             for i in range(1, members + 1)])
         ids = list(db.session.scalars(select(Customer.id).order_by(Customer.id)))
+        identifier_ids = allocate_ids(CustomerIdentifier.__table__, len(ids))
         db.session.execute(insert(CustomerIdentifier), [
-            {"customer_id": cid, "kind": "email", "value": f"member{cid}@bench.example",
-             "created_at": now} for cid in ids])
+            {**identifier_row(iid, cid, "email", f"member{cid}@bench.example"),
+             "created_at": now} for iid, cid in zip(identifier_ids, ids, strict=True)])
         for start in range(0, len(ids), BATCH):
             with Sql() as sql:
                 locked = accounts.load_many(sql, ids[start:start + BATCH])

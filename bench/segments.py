@@ -43,6 +43,7 @@ from bench.sync import _app, _fresh
 from campaigns import campaign_settings, planner, segments
 from campaigns.models import Campaign, CampaignRecipient, Message
 from crm.db import db
+from crm.models import birthday_columns, identifier_row
 from loyalty import coupons, settings
 
 NOW = datetime.now(UTC)
@@ -87,10 +88,17 @@ def generate(customers: int, lines: int) -> None:
     db.session.commit()
     purchases = lines * 3 // 10
     now = _stamp(NOW, sqlite)
-    people = ((n, "Member", f"P{n}", date(1950 + n % 50, 1 + n % 12, 1 + n % 28),
-               CITIES[rng.randrange(20)], rng.random() < 0.7, False, now, now)
-              for n in range(1, customers + 1))
-    phones = ((n, "phone", f"+1415{n:07d}", now) for n in range(1, customers + 1))
+    def person(n: int) -> tuple[object, ...]:
+        birthday = birthday_columns(n, date(1950 + n % 50, 1 + n % 12, 1 + n % 28))
+        return (n, "Member", f"P{n}", birthday["birthday_sealed"], birthday["birth_year"],
+                birthday["birth_month"], birthday["birthday_index"],
+                CITIES[rng.randrange(20)], rng.random() < 0.7, False, now, now)
+
+    people = (person(n) for n in range(1, customers + 1))
+    phones = ((row["id"], row["customer_id"], "phone", row["lookup"], row["sealed"],
+               row["fragment"], now)
+              for row in (identifier_row(n, n, "phone", f"+1415{n:07d}")
+                          for n in range(1, customers + 1)))
     sales = []
     for n in range(1, purchases + 1):
         when = _stamp(NOW - timedelta(seconds=rng.randrange(400 * 86400)), sqlite)
@@ -102,9 +110,11 @@ def generate(customers: int, lines: int) -> None:
                                                                      else rng.randrange(30)],
                   1, 100, 100, True, 0) for n in range(1, lines + 1))
     tables = [
-        ("customers", "id, first_name, last_name, birthday, city, consent_sms, consent_email, "
-                      "created_at, updated_at", people),
-        ("customer_identifiers", "customer_id, kind, value, created_at", phones),
+        ("customers", "id, first_name, last_name, birthday_sealed, birth_year, birth_month, "
+                      "birthday_index, city, consent_sms, consent_email, created_at, "
+                      "updated_at", people),
+        ("customer_identifiers", "id, customer_id, kind, lookup, sealed, fragment, created_at",
+         phones),
         ("purchases", "id, store_id, receipt_id, request_hash, customer_id, occurred_at, "
                       "currency, total, discount, paid, points_earned, points_pending, "
                       "points_redeemed, coupons_applied, returned_paid, points_reversed, "

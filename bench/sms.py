@@ -31,7 +31,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from bench.sync import _app, _fresh
-from campaigns.models import Message
+from campaigns.models import Message, message_columns
 from crm.db import db
 from crm.models import Customer
 from crm.sql import bulk_insert
@@ -73,8 +73,9 @@ def seed(count: int) -> None:
             {"id": n, "first_name": "Member", "consent_sms": True, "consent_email": False,
              "created_at": NOW, "updated_at": NOW} for n in ids])
         bulk_insert(Message.__table__, [
-            {"id": n, "customer_id": n, "to_number": f"+1415{3000000 + n:07d}",
-             "body": f"Hello member {n}: 20% off this weekend. Reply STOP to opt out.",
+            {"id": n, "customer_id": n,
+             **message_columns(n, f"+1415{3000000 + n:07d}",
+                               f"Hello member {n}: 20% off this weekend. Reply STOP to opt out."),
              "purpose": "campaign", "status": "queued", "attempts": 0,
              "next_attempt_at": NOW, "created_at": NOW, "updated_at": NOW} for n in ids])
     db.session.commit()

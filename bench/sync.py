@@ -23,7 +23,7 @@ from sqlalchemy import insert, make_url, text
 
 from crm import create_app, keys
 from crm.db import db
-from crm.models import Customer, CustomerIdentifier
+from crm.models import Customer, CustomerIdentifier, identifier_row
 from crm.sync import sync_members
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
@@ -57,13 +57,15 @@ def seed_in_store(count: int) -> None:
     db.session.execute(insert(Customer), [
         {"id": n + 1, "first_name": "Store", "last_name": f"Customer{n}", "consent_sms": False,
          "consent_email": False, "created_at": NOW, "updated_at": NOW} for n in range(count)])
-    db.session.execute(insert(CustomerIdentifier), [
-        {"customer_id": n + 1, "kind": "email" if n % 2 == 0 else "phone",
-         "value": f"store{n}@example.com" if n % 2 == 0 else _phone(n), "created_at": NOW}
+    db.session.execute(insert(CustomerIdentifier), [  # sealed, with their blind indexes
+        {**identifier_row(n + 1, n + 1, "email" if n % 2 == 0 else "phone",
+                          f"store{n}@example.com" if n % 2 == 0 else _phone(n)),
+         "created_at": NOW}
         for n in range(count)])
     if db.engine.dialect.name == "postgresql":  # the ids above were given explicitly
-        db.session.execute(text("SELECT setval(pg_get_serial_sequence('customers', 'id'), "
-                                "(SELECT max(id) FROM customers))"))
+        for table in ("customers", "customer_identifiers"):
+            db.session.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                                    f"(SELECT max(id) FROM {table}))"))
     db.session.commit()
 
 
@@ -139,7 +141,7 @@ def run_plain(url: str, tmp: Path, count: int) -> float:
             conn.executemany("INSERT INTO customers (id, first_name, last_name, consent_sms, "
                              "consent_email, created_at, updated_at) VALUES (?,?,?,?,?,?,?)",
                              customers[start:start + 1000])
-            conn.executemany("INSERT INTO customer_identifiers (customer_id, kind, value, "
+            conn.executemany("INSERT INTO customer_identifiers (customer_id, kind, lookup, "
                              "created_at) VALUES (?,?,?,?)",
                              identifiers[start:start + 1000] +
                              identifiers[count + start:count + start + 1000])
@@ -155,7 +157,7 @@ def run_plain(url: str, tmp: Path, count: int) -> float:
                                     "VALUES (%s,%s,%s,%s,%s,%s,%s)",
                                     customers[start:start + 1000])
                     cur.executemany("INSERT INTO customer_identifiers (customer_id, kind, "
-                                    "value, created_at) VALUES (%s,%s,%s,%s)",
+                                    "lookup, created_at) VALUES (%s,%s,%s,%s)",
                                     identifiers[start:start + 1000] +
                                     identifiers[count + start:count + start + 1000])
                 conn.commit()

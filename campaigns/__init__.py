@@ -30,7 +30,7 @@ def init_app(app: Flask) -> None:
     from crm.customers import customer_filters
     from crm.demo import demo_extensions
     from crm.privacy import export_sections
-    from crm.timeline import timeline_sources
+    from crm.timeline import timeline_sources, timeline_texts
 
     api.register_blueprint(messages_blp, url_prefix="/api/v1")
     api.register_blueprint(surveys_blp, url_prefix="/api/v1")
@@ -53,6 +53,7 @@ def init_app(app: Flask) -> None:
                            (export_sections, history.export_section)):
         if part not in registry:
             registry.append(part)
+    timeline_texts.update(history.timeline_texts)
     if app.config["SCHEDULER_EMBEDDED"]:
         _embed_scheduler(app)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import String, cast, func, literal, select, update
+from sqlalchemy import String, cast, literal, select, update
 from sqlalchemy.sql import Select
 
 from campaigns.models import InboundMessage, Message, SurveyInvitation, SurveyResponse
@@ -14,21 +14,35 @@ from crm.timeline import row
 
 
 def timeline_sources(ids: list[int]) -> list[Select[Any]]:
+    """The texts are sealed: each label ends where its text goes, and ``timeline_texts``
+    opens the texts of the page's rows."""
     return [
         select(*row(Message.created_at, "sms", Message.id,
-                    Message.purpose + literal(" sms, ") + Message.status + literal(": ")
-                    + func.substr(Message.body, 1, 80)))
+                    Message.purpose + literal(" sms, ") + Message.status + literal(": ")))
         .where(Message.customer_id.in_(ids)),
         select(*row(InboundMessage.created_at, "sms_reply", InboundMessage.id,
-                    InboundMessage.kind + literal(": ") + func.substr(InboundMessage.body, 1, 80)))
+                    InboundMessage.kind + literal(": ")))
         .where(InboundMessage.customer_id.in_(ids)),
         select(*row(SurveyResponse.created_at, "survey_answer", SurveyResponse.id,
                     literal("answered survey ") + cast(SurveyResponse.survey_id, String)
-                    + literal(": ") + cast(SurveyResponse.score, String)
-                    + func.coalesce(literal(", ") + func.substr(SurveyResponse.comment, 1, 80),
-                                    literal(""))))
+                    + literal(": ") + cast(SurveyResponse.score, String)))
         .where(SurveyResponse.customer_id.in_(ids)),
     ]
+
+
+def _texts(model: Any, attribute: str, prefix: str = "") -> Any:
+    def texts(ids: list[int]) -> dict[int, str]:
+        found = {}
+        for item in db.session.scalars(select(model).where(model.id.in_(ids))):
+            text = getattr(item, attribute)
+            found[item.id] = f"{prefix}{text[:80]}" if text else ""
+        return found
+    return texts
+
+
+# timeline type -> the end of each label, by ref_id (one query per type and page)
+timeline_texts = {"sms": _texts(Message, "body"), "sms_reply": _texts(InboundMessage, "body"),
+                  "survey_answer": _texts(SurveyResponse, "comment", ", ")}
 
 
 def export_section(ids: list[int]) -> dict[str, Any]:
@@ -57,11 +71,11 @@ def on_erased(_sender: Any, customer_ids: list[int], **_: Any) -> None:
                                              Message.status.in_(("queued", "in_doubt")))
                        .values(status="canceled", error_code="erased"))
     db.session.execute(update(Message).where(Message.customer_id.in_(customer_ids))
-                       .values(body="", to_number=""))
+                       .values(body_sealed=None, to_sealed=None, to_index=None))
     db.session.execute(update(InboundMessage).where(InboundMessage.customer_id.in_(customer_ids))
-                       .values(body="", from_number="", reply=None))
+                       .values(body_sealed=None, from_sealed=None, reply=None))
     db.session.execute(update(SurveyResponse).where(SurveyResponse.customer_id.in_(customer_ids))
-                       .values(comment=None))
+                       .values(comment_sealed=None))
     db.session.execute(update(SurveyInvitation)
                        .where(SurveyInvitation.customer_id.in_(customer_ids),
                               SurveyInvitation.status == "scheduled")

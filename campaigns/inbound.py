@@ -15,7 +15,7 @@ from crm.consent import record_consent
 from crm.customers import region
 from crm.db import db
 from crm.identifiers import InvalidIdentifier, normalize
-from crm.models import Customer, CustomerIdentifier
+from crm.models import Customer, CustomerIdentifier, identifier_lookup
 
 # Single-word replies only, as carriers and Twilio treat them.
 OPT_OUT = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
@@ -34,7 +34,8 @@ def customer_by_phone(number: str) -> Customer | None:
     except InvalidIdentifier:
         return None
     return db.session.scalar(select(Customer).join(CustomerIdentifier).where(
-        CustomerIdentifier.kind == "phone", CustomerIdentifier.value == phone))
+        CustomerIdentifier.kind == "phone",
+        CustomerIdentifier.lookup == identifier_lookup("phone", phone)))
 
 
 def receive(sid: str, from_number: str, body: str) -> str | None:

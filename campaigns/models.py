@@ -27,7 +27,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from crm import pii
 from crm.db import BigId, BigInt, db, utcnow
+from crm.sealed import Sealed
 
 # "test": a campaign's message sent to a console user's own phone ("Send a test to me"):
 # no customer, no consent to check, no quiet hours; never counted in a campaign's report.
@@ -45,6 +47,18 @@ def _one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
     return CheckConstraint(f"{column} IN ({listed})", name=column)
 
 
+def number_index(number: str | None) -> str | None:
+    """The blind index of a message's number (None when there is none)."""
+    return pii.blind_index("sms", number) if number else None
+
+
+def message_columns(message_id: int, number: str, body: str) -> dict[str, str | None]:
+    """A message's number and text as its row stores them, for bulk inserts."""
+    return {"to_sealed": pii.seal("messages", "to_sealed", message_id, number),
+            "to_index": number_index(number),
+            "body_sealed": pii.seal("messages", "body_sealed", message_id, body)}
+
+
 class Message(db.Model):
     __tablename__ = "messages"
     __table_args__ = (
@@ -52,16 +66,22 @@ class Message(db.Model):
         _one_of("status", MESSAGE_STATUSES),
         Index("ix_messages_status_next_attempt", "status", "next_attempt_at", "id"),
         Index("ix_messages_customer_created", "customer_id", "created_at"),
-        Index("ix_messages_to_number", "to_number"),
         Index("ix_messages_purpose_id", "purpose", "id"),
+        Index("ix_messages_to_index", "to_index"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     customer_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("customers.id"))
     store_id: Mapped[int | None] = mapped_column(ForeignKey("stores.id"))
     campaign_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
-    to_number: Mapped[str] = mapped_column(String(20))
-    body: Mapped[str] = mapped_column(Text)
+    # The number and the text are sealed (crm/pii.py); to_index is the number's blind
+    # index (NULL: no number), for "messages to this number" and "has a number".
+    to_sealed: Mapped[str | None] = mapped_column(Text)
+    to_index: Mapped[str | None] = mapped_column(String(24))
+    body_sealed: Mapped[str | None] = mapped_column(Text)
+    to_number = Sealed("to_sealed", on_set=lambda m, v: setattr(m, "to_index", number_index(v)),
+                       empty="")
+    body = Sealed("body_sealed", empty="")
     purpose: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default="queued")
     provider_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
@@ -106,11 +126,13 @@ class InboundMessage(db.Model):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     provider_sid: Mapped[str] = mapped_column(String(64), unique=True)
-    from_number: Mapped[str] = mapped_column(String(20))
+    from_sealed: Mapped[str | None] = mapped_column(Text)
     customer_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("customers.id"))
-    body: Mapped[str] = mapped_column(Text)
+    body_sealed: Mapped[str | None] = mapped_column(Text)
     kind: Mapped[str] = mapped_column(String(16))  # opt_out, opt_in, help, survey, other
-    reply: Mapped[str | None] = mapped_column(Text)
+    reply: Mapped[str | None] = mapped_column(Text)  # ours (HELP, START...): not personal
+    from_number = Sealed("from_sealed", empty="")
+    body = Sealed("body_sealed", empty="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -172,7 +194,8 @@ class SurveyResponse(db.Model):
                                              index=True)
     store_id: Mapped[int] = mapped_column(ForeignKey("stores.id"))
     score: Mapped[int]
-    comment: Mapped[str | None] = mapped_column(Text)
+    comment_sealed: Mapped[str | None] = mapped_column(Text)
+    comment = Sealed("comment_sealed")
     channel: Mapped[str] = mapped_column(String(8))  # sms or web
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -117,7 +117,7 @@ def sendable(now: datetime) -> list[Any]:
                      and_(Message.store_id.is_not(None), Message.store_id.not_in(stores))]
     if no_store is None:
         outside_quiet.append(Message.store_id.is_(None))
-    return [has_consent, Message.to_number != "", or_(*outside_quiet)]
+    return [has_consent, Message.to_index.is_not(None), or_(*outside_quiet)]
 
 
 def hold_back(now: datetime) -> dict[str, int]:
@@ -133,7 +133,7 @@ def hold_back(now: datetime) -> dict[str, int]:
                 error="No SMS consent when it was due to be sent.")
         .execution_options(synchronize_session=False)).rowcount
     skipped += db.session.execute(
-        update(Message).where(_due(now), Message.to_number == "")
+        update(Message).where(_due(now), Message.to_index.is_(None))
         .values(status="skipped", error_code="no_phone", error="No phone number to send to.")
         .execution_options(synchronize_session=False)).rowcount
     deferred = 0

@@ -22,7 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import and_, extract, func, or_, select, true
+from sqlalchemy import func, select, true
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -36,11 +36,13 @@ from campaigns.models import (
     CategoryAffinity,
     Message,
     Segment,
+    message_columns,
 )
 from campaigns.quiet_hours import quiet_until
 from campaigns.segment_rules import compile_rule
+from crm.customers import phones_of
 from crm.db import any_of, db, utcnow
-from crm.models import Customer, CustomerIdentifier, Store
+from crm.models import Customer, Store
 from crm.sql import allocate_ids, bulk_insert, lock
 from loyalty import coupons
 from loyalty import recommendations as products_for
@@ -85,10 +87,8 @@ def trigger_condition(campaign: Campaign, now: datetime) -> ColumnElement[bool]:
     if trigger == "points_expiring":
         return compile_rule({"field": "points_expiring", "op": "gt", "value": 0,
                              "window_days": schedule["days"]}, now)
-    if trigger == "birthday":  # narrowed to each person's own local day in run()
-        days = {(d.month, d.day) for d in _local_days(now)}
-        return or_(*(and_(extract("month", Customer.birthday) == month,
-                          extract("day", Customer.birthday) == day) for month, day in days))
+    if trigger == "birthday":  # the month in SQL (the day is sealed): the day in run()
+        return Customer.birth_month.in_(sorted({d.month for d in _local_days(now)}))
     if trigger == "tier_changed":
         return Customer.id.in_(select(CampaignEvent.customer_id).where(
             CampaignEvent.kind == "tier_changed", CampaignEvent.created_at > since))
@@ -126,8 +126,8 @@ def _birthdays_today(ids: list[int], now: datetime) -> list[int]:
     """Of these people, those whose birthday is today in their own zone (last store's)."""
     if not ids:
         return ids
-    birthdays = dict(db.session.execute(select(Customer.id, Customer.birthday)
-                                        .where(any_of(Customer.id, ids))).all())
+    birthdays = {c.id: c.birthday for c in db.session.scalars(
+        select(Customer).where(any_of(Customer.id, ids)))}
     zones = _zones({i: {} for i in ids} | {i: {"store_id": s}
                                             for i, s in db.session.execute(_last_stores(ids))})
     return [i for i in ids
@@ -256,9 +256,10 @@ def run(campaign: Campaign, now: datetime | None = None) -> dict[str, int]:
     message_ids = dict(zip(sending, allocate_ids(Message.__table__, len(sending)), strict=True))
     bulk_insert(Message.__table__, [
         {"id": message_ids[i], "customer_id": i, "store_id": people[i].get("store_id"),
-         "campaign_id": campaign.id, "to_number": people[i]["phone"],
-         "body": render(campaign.template, people[i], (coupon_of.get(i) or (0, None))[1],
-                        shown.get(i, [])),
+         "campaign_id": campaign.id,
+         **message_columns(message_ids[i], people[i]["phone"], render(
+             campaign.template, people[i], (coupon_of.get(i) or (0, None))[1],
+             shown.get(i, []))),
          "purpose": "campaign", "status": "queued", "attempts": 0,
          "next_attempt_at": quiet.get(i, now), "created_at": now, "updated_at": now,
          "quiet_start": window.get("start"), "quiet_end": window.get("end"),
@@ -341,11 +342,7 @@ def _people(ids: list[int], used: set[str], now: datetime) -> dict[int, dict[str
               for row in db.session.execute(
                   select(Customer.id, Customer.first_name, Customer.last_name,
                          Customer.consent_sms).where(any_of(Customer.id, ids)))}
-    for customer_id, phone in db.session.execute(
-            select(CustomerIdentifier.customer_id, func.max(CustomerIdentifier.value))
-            .where(any_of(CustomerIdentifier.customer_id, ids),
-                   CustomerIdentifier.kind == "phone")
-            .group_by(CustomerIdentifier.customer_id)):
+    for customer_id, phone in phones_of(ids).items():
         people[customer_id]["phone"] = phone
     for customer_id, store_id in db.session.execute(_last_stores(ids)):
         people[customer_id]["store_id"] = store_id

@@ -122,7 +122,8 @@ class SurveyComments(MethodView):
         """Answers with a comment, newest first: by store, score or band, and period."""
         return paginate(surveys.comments(
             survey_id, args.get("store"), args.get("score"), args.get("band"),
-            args.get("from_"), args.get("to")), args["page"], args["page_size"])
+            args.get("from_"), args.get("to")), args["page"], args["page_size"],
+            surveys.comment_item)
 
 
 segments_blp = Blueprint("segments", __name__, description="Customers picked by rules")

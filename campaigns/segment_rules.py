@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, extract, false, func, not_, or_, select, true
+from sqlalchemy import and_, exists, false, func, not_, or_, select, true
 from sqlalchemy.sql.elements import ColumnElement
 
 from campaigns.models import CustomerRfm, Survey, SurveyResponse
@@ -309,29 +309,26 @@ def _channel(node: dict[str, Any], now: datetime) -> ColumnElement[bool]:
 
 
 def _age(node: dict[str, Any], now: datetime) -> ColumnElement[bool]:
-    """Age in whole years, compared as birthdays: ``age >= 30`` is "born on or before
-    this day 30 years ago"."""
+    """Age in whole years, from the birth year and month kept in the clear (the birthday
+    itself is sealed): ``age >= 30`` is "born in or before this month 30 years ago", as
+    if everyone were born on the first of their month."""
     today = now.date()
 
-    def born(years_ago: int) -> date:
-        try:
-            return today.replace(year=today.year - years_ago)
-        except ValueError:  # 29 February
-            return today.replace(year=today.year - years_ago, day=28)
+    def born(years_ago: int) -> int:  # this month, years ago, as a count of months
+        return (today.year - years_ago) * 12 + today.month
 
     op, value = node["op"], node["value"]
-    birthday = Customer.birthday
+    month = Customer.birth_year * 12 + Customer.birth_month
 
     def aged(v: int) -> ColumnElement[bool]:  # exactly v years old
-        return and_(birthday <= born(v), birthday > born(v + 1))
+        return and_(month <= born(v), month > born(v + 1))
 
-    built = {"gte": lambda: birthday <= born(value), "gt": lambda: birthday <= born(value + 1),
-             "lte": lambda: birthday > born(value + 1), "lt": lambda: birthday > born(value),
+    built = {"gte": lambda: month <= born(value), "gt": lambda: month <= born(value + 1),
+             "lte": lambda: month > born(value + 1), "lt": lambda: month > born(value),
              "eq": lambda: aged(value), "ne": lambda: not_(aged(value)),
-             "between": lambda: and_(birthday <= born(value[0]),
-                                     birthday > born(value[1] + 1)),
+             "between": lambda: and_(month <= born(value[0]), month > born(value[1] + 1)),
              "in": lambda: or_(*(aged(v) for v in value))}[op]()
-    return and_(birthday.is_not(None), built)
+    return and_(Customer.birth_year.is_not(None), Customer.birth_month.is_not(None), built)
 
 
 def _column(column: Any, transform: Callable[[Any], Any] = lambda c: c) -> Callable:
@@ -420,7 +417,7 @@ BUILDERS: dict[str, Callable[[dict[str, Any], datetime], ColumnElement[bool]]] =
     "bought_category": _bought(PurchaseLine.category),
     "store": _store,
     "channel": _channel,
-    "birthday_month": _column(Customer.birthday, lambda c: extract("month", c)),
+    "birthday_month": _column(Customer.birth_month),
     "age": _age,
     "city": _city,
     "created_at": _column(Customer.created_at),

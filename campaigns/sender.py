@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import requests
 from flask import current_app
@@ -38,6 +38,7 @@ from campaigns import outbox, sms_budget
 from campaigns.models import Message
 from campaigns.quiet_hours import quiet_until
 from campaigns.twilio_gateway import Outcome, TwilioGateway
+from crm import pii
 from crm.db import db, utcnow
 
 RELEASE = Outcome("release")  # not sent: the batch ran out of time
@@ -115,11 +116,29 @@ def claim(now: datetime, size: int) -> tuple[str, list[Any]]:
     rows = db.session.execute(
         update(Message).where(Message.id.in_(due.scalar_subquery()))
         .values(status="sending", claim=token, claimed_at=now, attempts=Message.attempts + 1)
-        .returning(Message.id, Message.to_number, Message.body, Message.attempts,
+        .returning(Message.id, Message.to_sealed, Message.body_sealed, Message.attempts,
                    Message.customer_id, Message.quiet_start, Message.quiet_end,
                    Message.quiet_zone)
         .execution_options(synchronize_session=False)).all()
-    return token, sorted(rows, key=lambda row: row.id)
+    ring = pii.keyring()
+    return token, [Claimed(row.id, ring.open("messages", "to_sealed", row.id, row.to_sealed),
+                           ring.open("messages", "body_sealed", row.id, row.body_sealed),
+                           row.attempts, row.customer_id, row.quiet_start, row.quiet_end,
+                           row.quiet_zone)
+                   for row in sorted(rows, key=lambda row: row.id)]
+
+
+class Claimed(NamedTuple):
+    """A claimed message, its number and text opened for the gateway."""
+
+    id: int
+    to_number: str
+    body: str
+    attempts: int
+    customer_id: int | None
+    quiet_start: str | None
+    quiet_end: str | None
+    quiet_zone: str | None
 
 
 _RECORD = (update(Message.__table__)
@@ -184,19 +203,22 @@ def reconcile(gateway: TwilioGateway, limit: int = 500) -> Counter[str]:
     config = current_app.config
     now = utcnow()
     doubtful = db.session.execute(
-        select(Message.id, Message.to_number, Message.body, Message.claimed_at,
-               Message.attempts, Message.status)
+        select(Message.id, Message.to_sealed, Message.to_index, Message.body_sealed,
+               Message.claimed_at, Message.attempts, Message.status)
         .where(or_(and_(Message.status == "in_doubt", Message.updated_at
                         <= now - timedelta(seconds=config["SMS_DOUBT_SECONDS"])),
                    and_(Message.status == "sending", Message.claimed_at
                         <= now - timedelta(seconds=config["SMS_CLAIM_TIMEOUT_SECONDS"]))))
         .order_by(Message.id).limit(limit)).all()
     counts: Counter[str] = Counter()
+    ring = pii.keyring()
     for row in doubtful:
         known = set(db.session.scalars(select(Message.provider_sid).where(
-            Message.to_number == row.to_number, Message.provider_sid.is_not(None))))
+            Message.to_index == row.to_index, Message.provider_sid.is_not(None))))
         try:
-            found = gateway.find(row.to_number, row.body, row.claimed_at, known)
+            found = gateway.find(ring.open("messages", "to_sealed", row.id, row.to_sealed),
+                                 ring.open("messages", "body_sealed", row.id, row.body_sealed),
+                                 row.claimed_at, known)
         except (TwilioException, requests.RequestException):
             counts["still_in_doubt"] += 1  # Twilio cannot be asked now: ask next time
             continue

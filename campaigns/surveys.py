@@ -25,6 +25,7 @@ from sqlalchemy import Select, case, func, select
 from campaigns import hook_events, outbox
 from campaigns.models import Survey, SurveyInvitation, SurveyResponse
 from crm import audit
+from crm.customers import phones_of
 from crm.db import db, insert_ignoring_conflicts, utcnow
 from crm.errors import Conflict, DomainError, Invalid, NotFound, get_or_404
 from crm.models import Customer, CustomerIdentifier, Store
@@ -139,11 +140,7 @@ def dispatch(now: datetime | None = None) -> dict[str, int]:
         people = {inv.customer_id for inv in due}
         customers = {c.id: c for c in db.session.scalars(
             select(Customer).where(Customer.id.in_(people)))}
-        phones = dict(db.session.execute(
-            select(CustomerIdentifier.customer_id, func.max(CustomerIdentifier.value))
-            .where(CustomerIdentifier.customer_id.in_(people),
-                   CustomerIdentifier.kind == "phone")
-            .group_by(CustomerIdentifier.customer_id)).all())
+        phones = phones_of(list(people))
         last_invited = dict(db.session.execute(
             select(SurveyInvitation.customer_id, func.max(SurveyInvitation.invited_at))
             .where(SurveyInvitation.customer_id.in_(people),
@@ -313,12 +310,11 @@ def results(survey_id: int, store: str | None = None, start: datetime | None = N
         select(func.count()).select_from(SurveyInvitation)
         .join(Store, Store.id == SurveyInvitation.store_id).where(*invited_where))
     comments = db.session.execute(
-        select(SurveyResponse.score, SurveyResponse.comment, SurveyResponse.created_at,
-               SurveyResponse.customer_id, SurveyResponse.channel, Store.code.label("store"))
+        select(SurveyResponse, Store.code.label("store"))
         .join(Store, Store.id == SurveyResponse.store_id)
-        .where(*where, SurveyResponse.comment.is_not(None))
+        .where(*where, SurveyResponse.comment_sealed.is_not(None))
         .order_by(SurveyResponse.created_at.desc(), SurveyResponse.id.desc()).limit(100)
-    ).mappings().all()
+    ).all()
     return {
         "survey_id": survey.id, "kind": survey.kind, "responses": total,
         "invited": invited, "response_rate": _percent(total, invited),
@@ -328,7 +324,9 @@ def results(survey_id: int, store: str | None = None, start: datetime | None = N
         "by_store": [{"store": code, "responses": n, "promoters": p, "passives": n - p - d,
                       "detractors": d, survey.kind: _score(survey.kind, p, d, n)}
                      for code, n, p, d in rows],
-        "comments": [dict(row) for row in comments],
+        "comments": [{"score": r.score, "comment": r.comment, "created_at": r.created_at,
+                      "customer_id": r.customer_id, "channel": r.channel, "store": store}
+                     for r, store in comments],
     }
 
 
@@ -384,7 +382,7 @@ def trend(survey_id: int, store: str | None = None, start: datetime | None = Non
 def comments(survey_id: int, store: str | None = None, score: int | None = None,
              band: str | None = None, start: datetime | None = None,
              end: datetime | None = None) -> Select[Any]:
-    """Answers with a comment, newest first, for paginating: by store, score (exact, or
+    """Answers with a comment, newest first, for paginating with ``comment_item``: by store, score (exact, or
     a band: promoters, passives, detractors) and period."""
     survey = get_or_404(Survey, survey_id, "survey")
     high, low = BANDS[survey.kind]
@@ -397,9 +395,15 @@ def comments(survey_id: int, store: str | None = None, score: int | None = None,
         where.append(SurveyResponse.score <= low)
     elif band == "passives":
         where.append(SurveyResponse.score.between(low + 1, high - 1))
-    return (select(SurveyResponse.id, SurveyResponse.score, SurveyResponse.comment,
-                   SurveyResponse.created_at, SurveyResponse.customer_id,
-                   SurveyResponse.channel, Store.code.label("store"))
+    return (select(SurveyResponse, Store.code)
             .join(Store, Store.id == SurveyResponse.store_id)
-            .where(*where, SurveyResponse.comment.is_not(None))
+            .where(*where, SurveyResponse.comment_sealed.is_not(None))
             .order_by(SurveyResponse.created_at.desc(), SurveyResponse.id.desc()))
+
+
+def comment_item(row: Any) -> dict[str, Any]:
+    """A row of ``comments()`` as its page shows it (the comment opened)."""
+    answer, store = row
+    return {"id": answer.id, "score": answer.score, "comment": answer.comment,
+            "created_at": answer.created_at, "customer_id": answer.customer_id,
+            "channel": answer.channel, "store": store}

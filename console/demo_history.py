@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from campaigns.models import Survey, SurveyInvitation, SurveyResponse
+from crm import pii
 from crm.db import db, utcnow
 from crm.models import Customer, Store
 from crm.sql import allocate_ids, bulk_insert
@@ -184,6 +185,11 @@ def load(minimum_customers: int = 200) -> int:
                               "comment": rng.choice(COMMENTS), "channel": "sms",
                               "created_at": at + timedelta(hours=1)})
 
+    for response_id, row in zip(allocate_ids(SurveyResponse.__table__, len(responses)),
+                                responses, strict=True):
+        row["id"] = response_id
+        row["comment_sealed"] = pii.seal("survey_responses", "comment_sealed", response_id,
+                                         row.pop("comment"))
     entry_ids = allocate_ids(LedgerEntry.__table__, len(ledger))
     for entry_id, row in zip(entry_ids, ledger, strict=True):
         row["id"] = entry_id

@@ -146,7 +146,7 @@ def survey_results(survey_id: int) -> Any:
         weeks = surveys.trend(survey.id, f["store"], f["start"], f["end"])
         body, _, headers = paginate(surveys.comments(
             survey.id, f["store"], f["score"], f["band"], f["start"], f["end"]),
-            f["page"], COMMENTS_PER_PAGE)
+            f["page"], COMMENTS_PER_PAGE, surveys.comment_item)
     except DomainError:
         abort(404)
     low, high = surveys.SCALES[survey.kind]

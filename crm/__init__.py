@@ -39,6 +39,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(config_module.load(Path(app.instance_path), config))
     app.json = OrjsonProvider(app)  # answers keep their fields' order
 
+    from crm import pii
     from crm.api import api, init_api
     from crm.auth import load_key
     from crm.cli import register_cli
@@ -50,6 +51,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from crm.routes import alerts_blp, audit_blp, customers_blp, keys_blp, stores_blp
     from crm.web_security import init_web_security
 
+    pii.init_app(app)  # the key ring, before anything reads or writes personal data
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS))
 

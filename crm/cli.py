@@ -1,14 +1,16 @@
-"""`flask keys ...` and `flask demo`. Each command is one transaction."""
+"""`flask keys ...`, `flask security ...` and `flask demo`. Each command is one
+transaction, but `flask security reencrypt` (one per batch)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import click
 from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
-from crm import keys
+from crm import keys, pii, rekey
 from crm.db import db
 from crm.errors import DomainError
 from crm.models import SCOPES
@@ -138,7 +140,70 @@ def verify_audit_command() -> None:
     click.echo(f"audit log intact: {checked} rows")
 
 
+security_cli = AppGroup("security", help="Keys that seal personal data (crm/pii.py).")
+
+
+@security_cli.command("rotate-key")
+@with_appcontext
+def rotate_pii_key_command() -> None:
+    """Add a sealing key; it seals from now on (old ones still open)."""
+    ring = pii.keyring()
+    if ring.source == "env":
+        click.echo("The keys come from PII_KEYS. Put this new key first in it on every node "
+                   "(keep the old ones after it), restart them, then run "
+                   "`flask security reencrypt`:")
+        click.echo(f"  k{len(ring.keys) + 1}:{pii.new_key()}")
+        return
+    key_id = pii.add_key(Path(ring.source))
+    ring.refresh(now=True)
+    click.echo(f"Key {key_id} added to {ring.source}: it seals from now on (running "
+               f"processes take it within {pii.RELOAD_SECONDS:.0f} s). Back the file up, "
+               "then run `flask security reencrypt`.")
+
+
+@security_cli.command("reencrypt")
+@click.option("--batch", default=500, show_default=True, help="Values per transaction.")
+@with_appcontext
+def reencrypt_command(batch: int) -> None:
+    """Seal again, with the current key, every value another key sealed. Runs beside the
+    service, a batch per transaction; stopped, run it again to go on."""
+    ring = pii.keyring()
+    done: dict[str, int] = {}
+    for column, count in rekey.reencrypt(batch):
+        done[column] = count
+    for column, count in done.items():
+        click.echo(f"{column}: {count} re-sealed")
+    left = {k: n for k, n in rekey.usage().items() if k != ring.current}
+    click.echo(f"Every value is sealed with {ring.current}." if not left else
+               f"Still sealed with older keys (written meanwhile by processes that had not "
+               f"taken the new key yet: run it again): {left}")
+
+
+@security_cli.command("retire-key")
+@click.argument("key_id")
+@with_appcontext
+def retire_key_command(key_id: str) -> None:
+    """Remove a key that seals nothing any more (refused while any value uses it)."""
+    ring = pii.keyring()
+    if key_id not in ring.ids:
+        raise click.ClickException(f"No key {key_id} in the key ring ({', '.join(ring.ids)}).")
+    if key_id == ring.current:
+        raise click.ClickException(f"{key_id} is the key that seals: rotate first.")
+    using = rekey.usage().get(key_id, 0)
+    if using:
+        raise click.ClickException(f"{using} values are still sealed with {key_id}: run "
+                                   "`flask security reencrypt` first.")
+    if ring.source == "env":
+        click.echo(f"Nothing uses {key_id}: remove it from PII_KEYS on every node.")
+        return
+    pii.remove_key(Path(ring.source), key_id)
+    ring.refresh(now=True)
+    click.echo(f"Key {key_id} removed from {ring.source}. Backups made before the "
+               "re-encryption still need it: keep it with them, or retire them too.")
+
+
 def register_cli(app: Flask) -> None:
+    app.cli.add_command(security_cli)
     app.cli.add_command(audit_cli)
     app.cli.add_command(keys_cli)
     app.cli.add_command(customers_cli)

@@ -13,6 +13,10 @@ from typing import Any
 DEFAULTS: dict[str, Any] = {
     "DATABASE_URL": None,  # None: sqlite file in the instance folder
     "SECRET_KEY": None,  # None: generated once into the instance folder
+    # Root keys sealing personal data, "id:base64,id:base64" (the first seals, all open),
+    # and the blind index key; None: the instance folder's pii_keys file (crm/pii.py).
+    "PII_KEYS": None,
+    "PII_INDEX_KEY": None,
     "DEFAULT_REGION": "US",
     "TWILIO_ACCOUNT_SID": None,
     "TWILIO_AUTH_TOKEN": None,

@@ -10,13 +10,13 @@ from flask import current_app
 from sqlalchemy import Select, and_, bindparam, func, or_, select
 from sqlalchemy.orm import selectinload
 
-from crm import contact_changes, signals
+from crm import contact_changes, pii, signals
 from crm.consent import history as consent_history
 from crm.consent import record_consent
 from crm.db import any_of, db
 from crm.errors import Conflict, Invalid, NotFound
 from crm.identifiers import InvalidIdentifier, is_blocked, normalize
-from crm.models import Customer, CustomerIdentifier, Store
+from crm.models import Customer, CustomerIdentifier, Store, identifier_lookup
 from crm.sql import Sql, Statement
 
 # API field -> identifier kind
@@ -77,19 +77,24 @@ def normalize_fields(data: dict[str, Any], blocked: frozenset[str] | None = None
 
 
 def owners(pairs: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    """Which customer holds each (kind, value): one query for all of them."""
+    """Which customer holds each (kind, value): one query for all of them (by their
+    blind indexes)."""
     if not pairs:
         return {}
     by_kind: dict[str, list[str]] = {}
+    pair_of: dict[tuple[str, str], tuple[str, str]] = {}
     for kind, value in pairs:
-        by_kind.setdefault(kind, []).append(value)
+        lookup = identifier_lookup(kind, value)
+        pair_of[(kind, lookup)] = (kind, value)
+        by_kind.setdefault(kind, []).append(lookup)
     rows = db.session.execute(
-        select(CustomerIdentifier.kind, CustomerIdentifier.value, CustomerIdentifier.customer_id)
+        select(CustomerIdentifier.kind, CustomerIdentifier.lookup,
+               CustomerIdentifier.customer_id)
         .where(or_(*(and_(CustomerIdentifier.kind == kind,
-                          any_of(CustomerIdentifier.value, values))
-                     for kind, values in by_kind.items())))
+                          any_of(CustomerIdentifier.lookup, lookups))
+                     for kind, lookups in by_kind.items())))
     )
-    return {(kind, value): customer_id for kind, value, customer_id in rows}
+    return {pair_of[(kind, lookup)]: customer_id for kind, lookup, customer_id in rows}
 
 
 def _ensure_free(identifiers: dict[str, str | None], customer_id: int | None) -> None:
@@ -177,8 +182,8 @@ def _like_prefix(text: str) -> str:
 
 def _holders(kind: str, value: str) -> Select[tuple[int]]:
     return select(CustomerIdentifier.customer_id).where(
-        CustomerIdentifier.kind == kind, CustomerIdentifier.value == value
-    )
+        CustomerIdentifier.kind == kind,
+        CustomerIdentifier.lookup == identifier_lookup(kind, value))
 
 
 # Filters feature packages add to the customer search: name -> condition for a value.
@@ -232,13 +237,14 @@ def customer_ref(lookup: str) -> Any:
             Customer.id == bindparam("ref_id")).scalar_subquery()
     return select(CustomerIdentifier.customer_id).where(
         CustomerIdentifier.kind == bindparam("ref_kind"),
-        CustomerIdentifier.value == bindparam("ref_value")).scalar_subquery()
+        CustomerIdentifier.lookup == bindparam("ref_lookup")).scalar_subquery()
 
 
 def customer_lookup(ref: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     """How to find the customer a client points at with ``{"id": ...}`` or one
     identifier (``email``, ``phone``, ``card_number``): the lookup (one of ``LOOKUPS``)
-    and its parameters; None when ``ref`` names nothing to look for. A malformed
+    and its parameters (an identifier's blind index: one indexed read of the unique
+    ``(kind, lookup)``); None when ``ref`` names nothing to look for. A malformed
     identifier is an Invalid error."""
     if ref.get("id") is not None:
         return "id", {"ref_id": ref["id"]}
@@ -246,7 +252,7 @@ def customer_lookup(ref: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     if not identifiers:
         return None
     kind, value = next(iter(identifiers.items()))
-    return "identifier", {"ref_kind": kind, "ref_value": value}
+    return "identifier", {"ref_kind": kind, "ref_lookup": identifier_lookup(kind, value)}
 
 
 _FIND = {lookup: Statement(select(customer_ref(lookup))) for lookup in LOOKUPS}
@@ -260,6 +266,18 @@ def find_customer(ref: dict[str, Any]) -> Customer | None:
     with Sql() as sql:
         customer_id = sql.run(_FIND[lookup[0]], lookup[1]).scalar()
     return None if customer_id is None else db.session.get(Customer, customer_id)
+
+
+def phones_of(customer_ids: list[int]) -> dict[int, str]:
+    """Each customer's newest phone, opened: one query for all of them."""
+    rows = db.session.execute(
+        select(CustomerIdentifier.customer_id, CustomerIdentifier.id, CustomerIdentifier.sealed)
+        .where(any_of(CustomerIdentifier.customer_id, customer_ids),
+               CustomerIdentifier.kind == "phone")
+        .order_by(CustomerIdentifier.id))
+    ring = pii.keyring()
+    return {cid: ring.open("customer_identifiers", "sealed", iid, sealed)
+            for cid, iid, sealed in rows}
 
 
 def set_consent(customer_id: int, choices: dict[str, bool], source: str,

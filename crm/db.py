@@ -1,11 +1,11 @@
 """The database handle, the model base class, and the SQLite connection settings.
 
-SQLite runs in WAL mode with a busy timeout and foreign keys on. Python's sqlite3 module
-is put in autocommit mode so that SQLAlchemy's ``begin`` event issues the BEGIN itself:
-write transactions start with ``BEGIN IMMEDIATE``, which takes SQLite's write lock up
-front (and waits for it up to the busy timeout) instead of failing later when a read
-transaction tries to upgrade. Requests that only read (GET/HEAD/OPTIONS) begin deferred,
-so readers never wait on writers.
+SQLite runs in WAL mode with a busy timeout, foreign keys and secure_delete on.
+Python's sqlite3 module is put in autocommit mode so that SQLAlchemy's ``begin`` event
+issues the BEGIN itself: write transactions start with ``BEGIN IMMEDIATE``, which takes
+SQLite's write lock up front (and waits for it up to the busy timeout) instead of
+failing later when a read transaction tries to upgrade. Requests that only read
+(GET/HEAD/OPTIONS) begin deferred, so readers never wait on writers.
 """
 
 from __future__ import annotations
@@ -147,6 +147,9 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Deleted and overwritten content is zeroed, so old plain text (or old ciphertext
+    # after a key is retired) does not linger in free pages.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 

@@ -2,7 +2,8 @@
 
 Candidates come from blocking keys, so nobody is compared with every customer: the same
 birthday, the same last name and first initial, the same last seven digits of a phone,
-the same first five characters of an email. Each candidate pair is then scored with
+the same first five characters of an email (each a short blind index, crm/pii.py: the
+values themselves are sealed). Each candidate pair is then scored with
 rapidfuzz on names and emails, Fellegi-Sunter style: agreement on each field adds its
 weight, and the reasons say which fields agreed. Nothing is ever merged automatically.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from rapidfuzz import fuzz
 from sqlalchemy import and_, func, select, union
@@ -31,18 +31,14 @@ class Match:
     reasons: list[str]
 
 
-def _phone_end(ident: Any) -> Any:
-    return func.substr(ident.value, func.length(ident.value) - 6)
-
-
 def _candidate_pairs(ids: list[int]) -> set[tuple[int, int]]:
     """(customer, candidate) pairs sharing a blocking key, for the customers ``ids``."""
     a, b = aliased(Customer), aliased(Customer)
     ia, ib = aliased(CustomerIdentifier), aliased(CustomerIdentifier)
     live = and_(b.merged_into_id.is_(None), b.erased_at.is_(None), b.id != a.id)
     blocks = [
-        select(a.id, b.id).join(b, and_(b.birthday == a.birthday, live))
-        .where(a.id.in_(ids), a.birthday.is_not(None)),
+        select(a.id, b.id).join(b, and_(b.birthday_index == a.birthday_index, live))
+        .where(a.id.in_(ids), a.birthday_index.is_not(None)),
         select(a.id, b.id).join(b, and_(
             func.lower(b.last_name) == func.lower(a.last_name),
             func.lower(func.substr(b.first_name, 1, 1)) ==
@@ -50,12 +46,11 @@ def _candidate_pairs(ids: list[int]) -> set[tuple[int, int]]:
         .where(a.id.in_(ids), a.last_name.is_not(None)),
         select(a.id, b.id).select_from(a)
         .join(ia, and_(ia.customer_id == a.id, ia.kind == "phone"))
-        .join(ib, and_(ib.kind == "phone", _phone_end(ib) == _phone_end(ia)))
+        .join(ib, and_(ib.kind == "phone", ib.fragment == ia.fragment))
         .join(b, and_(b.id == ib.customer_id, live)).where(a.id.in_(ids)),
         select(a.id, b.id).select_from(a)
         .join(ia, and_(ia.customer_id == a.id, ia.kind == "email"))
-        .join(ib, and_(ib.kind == "email",
-                       func.substr(ib.value, 1, 5) == func.substr(ia.value, 1, 5)))
+        .join(ib, and_(ib.kind == "email", ib.fragment == ia.fragment))
         .join(b, and_(b.id == ib.customer_id, live)).where(a.id.in_(ids)),
     ]
     return {(x, y) for x, y in db.session.execute(union(*blocks))}

@@ -9,6 +9,10 @@ import re
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
+# Bumped whenever normalisation changes what a value becomes: blind indexes carry it, so
+# `flask security reencrypt` can tell which rows still hold an older index.
+NORMALIZATION_VERSION = 1
+
 
 class InvalidIdentifier(ValueError):
     pass

@@ -16,7 +16,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import select, update
 
-from crm import audit, signals
+from crm import audit, pii, signals
 from crm.consent import latest_choices
 from crm.customers import PROFILE_FIELDS
 from crm.db import db, utcnow
@@ -35,10 +35,19 @@ def _locked(*ids: int) -> dict[int, Customer]:
 
 
 def _snapshot(c: Customer) -> dict[str, Any]:
+    """A profile as it is now, for unmerge; the birthday sealed (bound to the customer)."""
     profile = {f: getattr(c, f) for f in PROFILE_FIELDS}
-    if profile["birthday"]:
-        profile["birthday"] = profile["birthday"].isoformat()
+    profile["birthday"] = pii.seal("customer_merges", "snapshot.birthday", c.id,
+                                   profile["birthday"].isoformat()
+                                   if profile["birthday"] else None)
     return {**profile, "consent": c.consent, "created_at": c.created_at.isoformat()}
+
+
+def _opened(snapshot: dict[str, Any], customer_id: int) -> dict[str, Any]:
+    """A snapshot's profile with its birthday back as a date."""
+    birthday = pii.open_("customer_merges", "snapshot.birthday", customer_id,
+                         snapshot["birthday"])
+    return {**snapshot, "birthday": date.fromisoformat(birthday) if birthday else None}
 
 
 def _move(model: Any, column: str, source_id: int, survivor_id: int) -> list[int]:
@@ -128,11 +137,11 @@ def unmerge(survivor_id: int, source_id: int, actor: str) -> CustomerMerge:
     _back(ConsentEvent, "customer_id", moved["consent_events"], survivor_id, source_id)
     _back(Customer, "merged_into_id", moved["merged_children"], survivor_id, source_id)
     source.merged_into_id = None
-    before, result = record.snapshot["survivor"], record.snapshot["result"]
-    current = _snapshot(survivor)
+    before = _opened(record.snapshot["survivor"], survivor_id)
+    result = _opened(record.snapshot["result"], survivor_id)
     for f in PROFILE_FIELDS:  # a field edited since the merge keeps its new value
-        if current[f] == result[f]:
-            setattr(survivor, f, _field_value(f, before[f]))
+        if getattr(survivor, f) == result[f]:
+            setattr(survivor, f, before[f])
     survivor.created_at = datetime.fromisoformat(before["created_at"])
     for channel in ("sms", "email"):
         choice = latest_choices([survivor.id]).get(channel)
@@ -150,7 +159,3 @@ def unmerge(survivor_id: int, source_id: int, actor: str) -> CustomerMerge:
     db.session.expire(source, ["identifiers"])
     return record
 
-
-def _field_value(field: str, stored: Any) -> Any:
-    """A profile value as the snapshot (JSON) kept it, back to its Python type."""
-    return date.fromisoformat(stored) if field == "birthday" and stored else stored

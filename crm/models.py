@@ -11,15 +11,17 @@ from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
     Index,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
     func,
-    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from crm import pii
 from crm.db import BigId, db, utcnow
+from crm.sealed import NotInSql, Sealed
 
 CHANNELS = ("store", "online")
 SCOPES = ("pos", "shop", "marketing", "admin")
@@ -98,13 +100,40 @@ class IdempotencyKey(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+def _birthday_clear(customer: Customer, value: date | None) -> None:
+    """What of a birthday stays in the clear: year and month (segments on age and birthday
+    month, the birthday campaign's first cut), and a fragment index (duplicate blocking)."""
+    customer.birth_year = value.year if value else None
+    customer.birth_month = value.month if value else None
+    customer.birthday_index = pii.fragment_index("birthday", value.isoformat()) \
+        if value else None
+
+
+def birthday_columns(customer_id: int, value: date | None) -> dict[str, Any]:
+    """The columns a birthday is stored in, for bulk writes of customers' rows."""
+    return {"birthday_sealed": pii.seal("customers", "birthday_sealed", customer_id,
+                                        value.isoformat() if value else None),
+            "birth_year": value.year if value else None,
+            "birth_month": value.month if value else None,
+            "birthday_index": pii.fragment_index("birthday", value.isoformat())
+            if value else None}
+
+
 class Customer(db.Model):
+    """Names and city stay in the clear (the ``q`` search by name, segments on city);
+    the birthday is sealed, and every identifier is (CustomerIdentifier)."""
+
     __tablename__ = "customers"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     first_name: Mapped[str | None] = mapped_column(String(100))
     last_name: Mapped[str | None] = mapped_column(String(100))
-    birthday: Mapped[date | None]
+    birthday_sealed: Mapped[str | None] = mapped_column(Text)
+    birth_year: Mapped[int | None] = mapped_column(SmallInteger)
+    birth_month: Mapped[int | None] = mapped_column(SmallInteger)
+    birthday_index: Mapped[str | None] = mapped_column(String(24), index=True)
+    birthday = Sealed("birthday_sealed", dump=date.isoformat, load=date.fromisoformat,
+                      on_set=_birthday_clear)
     city: Mapped[str | None] = mapped_column(String(100))
     consent_sms: Mapped[bool] = mapped_column(default=False)
     consent_email: Mapped[bool] = mapped_column(default=False)
@@ -147,16 +176,66 @@ class Customer(db.Model):
 # Name search at the till and duplicate blocking: served by expression indexes.
 Index("ix_customers_last_name_lower", func.lower(Customer.last_name))
 Index("ix_customers_first_name_lower", func.lower(Customer.first_name))
-Index("ix_customers_birthday", Customer.birthday)
+
+
+PERSONAL_KINDS = ("email", "phone", "card")
+
+
+def identifier_lookup(kind: str, value: str) -> str:
+    """What ``customer_identifiers.lookup`` holds for a normalised identifier: the blind
+    index of an email, phone or card; a shop's or till's own id as it is."""
+    return pii.blind_index(kind, value) if kind in PERSONAL_KINDS else value
+
+
+def identifier_fragment(kind: str, value: str) -> str | None:
+    """The blocking key of duplicate suggestions: a phone's last seven digits, an
+    email's first five characters, as a short blind index."""
+    if kind == "phone":
+        return pii.fragment_index("phone_end", value[-7:])
+    if kind == "email":
+        return pii.fragment_index("email_start", value[:5])
+    return None
+
+
+def identifier_row(row_id: int, customer_id: int, kind: str, value: str) -> dict[str, Any]:
+    """A customer_identifiers row for bulk inserts (its id allocated first)."""
+    return {"id": row_id, "customer_id": customer_id, "kind": kind,
+            "lookup": identifier_lookup(kind, value),
+            "sealed": pii.seal("customer_identifiers", "sealed", row_id, value)
+            if kind in PERSONAL_KINDS else None,
+            "fragment": identifier_fragment(kind, value)}
+
+
+class _IdentifierValue(NotInSql):
+    """``CustomerIdentifier.value``: an email, phone or card opened from ``sealed``; a
+    shop or till id as ``lookup`` holds it. Setting it sets the blind indexes too."""
+
+    name = "CustomerIdentifier.value"
+
+    def __get__(self, obj: CustomerIdentifier | None, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return obj._secret if obj.kind in PERSONAL_KINDS else obj.lookup
+
+    def __set__(self, obj: CustomerIdentifier, value: str) -> None:
+        if obj.kind is None:
+            raise TypeError("set an identifier's kind before its value")
+        obj.lookup = identifier_lookup(obj.kind, value)
+        obj.fragment = identifier_fragment(obj.kind, value)
+        if obj.kind in PERSONAL_KINDS:
+            obj._secret = value
 
 
 class CustomerIdentifier(db.Model):
     """A normalised identifier: the deterministic key that unifies a person across
-    channels. Unique per kind, so one value always leads to one customer."""
+    channels. Unique per kind, so one value always leads to one customer. An email, phone
+    or card is kept sealed, found by its blind index (``lookup``); shop and till ids are
+    no personal data and are their own lookup. Set ``kind`` before ``value``."""
 
     __tablename__ = "customer_identifiers"
     __table_args__ = (
-        UniqueConstraint("kind", "value"),
+        UniqueConstraint("kind", "lookup"),
+        Index("ix_customer_identifiers_fragment", "kind", "fragment"),
         CheckConstraint(
             "kind IN ('email', 'phone', 'card', 'shop', 'pos')", name="kind"
         ),
@@ -167,18 +246,15 @@ class CustomerIdentifier(db.Model):
         BigInteger, ForeignKey("customers.id", ondelete="CASCADE"), index=True
     )
     kind: Mapped[str] = mapped_column(String(8))
-    value: Mapped[str] = mapped_column(String(320))
+    lookup: Mapped[str] = mapped_column(String(320))
+    sealed: Mapped[str | None] = mapped_column(Text)
+    fragment: Mapped[str | None] = mapped_column(String(24))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     customer: Mapped[Customer] = relationship(back_populates="identifiers")
 
-
-# Blocking keys for duplicate suggestions: the end of a phone number, the start of an email.
-Index("ix_customer_identifiers_phone_end",
-      func.substr(CustomerIdentifier.value, func.length(CustomerIdentifier.value) - 6),
-      sqlite_where=text("kind = 'phone'"), postgresql_where=text("kind = 'phone'"))
-Index("ix_customer_identifiers_email_start", func.substr(CustomerIdentifier.value, 1, 5),
-      sqlite_where=text("kind = 'email'"), postgresql_where=text("kind = 'email'"))
+    _secret = Sealed("sealed")
+    value = _IdentifierValue()
 
 
 class ConsentEvent(db.Model):

@@ -16,18 +16,25 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from flask import current_app
 from marshmallow import ValidationError
 from sqlalchemy import and_, delete, or_, select, update
 
-from crm import audit, contact_changes, signals
+from crm import audit, contact_changes, pii, signals
 from crm.customers import IDENTIFIER_FIELDS, PROFILE_FIELDS, blocked_values, owners, region
 from crm.db import db, utcnow
 from crm.identifiers import InvalidIdentifier, is_blocked, normalize
-from crm.models import ConsentEvent, Customer, CustomerIdentifier
+from crm.models import (
+    PERSONAL_KINDS,
+    ConsentEvent,
+    Customer,
+    CustomerIdentifier,
+    birthday_columns,
+    identifier_row,
+)
 from crm.schemas import SyncMemberSchema
 from crm.sql import allocate_ids, bulk_insert
 
@@ -105,21 +112,37 @@ def _parse(index: int, raw: Any, blocked: frozenset[str], phone_region: str,
 def _load(ids: set[int]) -> dict[int, Known]:
     if not ids:
         return {}
+    clear = [f for f in PROFILE_FIELDS if f != "birthday"]
     rows = db.session.execute(select(
-        Customer.id, *(getattr(Customer, f) for f in PROFILE_FIELDS), Customer.consent_sms,
-        Customer.consent_email, Customer.updated_at, Customer.source_updated_at,
+        Customer.id, *(getattr(Customer, f) for f in clear), Customer.birthday_sealed,
+        Customer.consent_sms, Customer.consent_email, Customer.updated_at,
+        Customer.source_updated_at,
     ).where(Customer.id.in_(ids)))
+    ring = pii.keyring()
     known = {}
     for row in rows:
         values = row._mapping
-        known[row.id] = Known(row.id, {f: values[f] for f in PROFILE_FIELDS}, {},
+        profile = {f: values[f] for f in clear}
+        birthday = ring.open("customers", "birthday_sealed", row.id, row.birthday_sealed)
+        profile["birthday"] = date.fromisoformat(birthday) if birthday else None
+        known[row.id] = Known(row.id, profile, {},
                               {"sms": row.consent_sms, "email": row.consent_email},
                               row.updated_at, row.source_updated_at)
-    for cid, kind, value in db.session.execute(
-            select(CustomerIdentifier.customer_id, CustomerIdentifier.kind,
-                   CustomerIdentifier.value).where(CustomerIdentifier.customer_id.in_(ids))):
+    for cid, iid, kind, lookup, sealed in db.session.execute(
+            select(CustomerIdentifier.customer_id, CustomerIdentifier.id,
+                   CustomerIdentifier.kind, CustomerIdentifier.lookup,
+                   CustomerIdentifier.sealed).where(CustomerIdentifier.customer_id.in_(ids))):
+        value = ring.open("customer_identifiers", "sealed", iid, sealed) \
+            if kind in PERSONAL_KINDS else lookup
         known[cid].identifiers.setdefault(kind, set()).add(value)
     return known
+
+
+def _sealed_birthday(row: dict[str, Any]) -> dict[str, Any]:
+    """A customers row with its birthday (if given) in the columns that store it."""
+    if "birthday" in row:
+        row.update(birthday_columns(row["id"], row.pop("birthday")))
+    return row
 
 
 class Batch:
@@ -192,21 +215,24 @@ class Batch:
             ids = allocate_ids(Customer.__table__, len(rows))
             for row, (_, known), cid in zip(rows, self.new, ids, strict=True):
                 row["id"] = known.id = cid
+                _sealed_birthday(row)
             bulk_insert(Customer.__table__, rows)
             for _, known in self.new:
                 self.consent += [(known, ch, g) for ch, g in known.consent.items()]
             self.add_ids += [(k, kind, value) for _, k in self.new
                              for kind, values in k.identifiers.items() for value in values]
         if self.updates:
-            db.session.execute(update(Customer), list(self.updates.values()))
+            db.session.execute(update(Customer),
+                               [_sealed_birthday(row) for row in self.updates.values()])
         if self.drop_kinds:
             db.session.execute(delete(CustomerIdentifier).where(or_(*(
                 and_(CustomerIdentifier.customer_id == cid, CustomerIdentifier.kind == kind)
                 for cid, kind in self.drop_kinds))))
         if self.add_ids:
+            ids = allocate_ids(CustomerIdentifier.__table__, len(self.add_ids))
             bulk_insert(CustomerIdentifier.__table__, [
-                {"customer_id": k.id, "kind": kind, "value": value, "created_at": self.now}
-                for k, kind, value in self.add_ids])
+                {**identifier_row(iid, k.id, kind, value), "created_at": self.now}
+                for iid, (k, kind, value) in zip(ids, self.add_ids, strict=True)])
         if self.consent:
             bulk_insert(ConsentEvent.__table__, [
                 {"customer_id": k.id, "channel": ch, "granted": g, "source": self.source,

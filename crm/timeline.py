@@ -26,6 +26,10 @@ from crm.pagination import paginate
 
 TimelineSource = Callable[[list[int]], list[Select[Any]]]
 timeline_sources: list[TimelineSource] = []
+# Labels whose end is sealed: type -> a function of the page's ref_ids of that type
+# answering {ref_id: the end of its label}, opened.
+TimelineTexts = Callable[[list[int]], dict[int, str]]
+timeline_texts: dict[str, TimelineTexts] = {}
 
 
 def row(at: Any, kind: str, ref_id: Any, label: Any, amount: Any = None,
@@ -66,6 +70,14 @@ def timeline(ids: list[int]) -> Select[Any]:
 def page(ids: list[int], page: int, page_size: int) -> tuple[dict[str, Any], int, dict]:
 
     body, status, headers = paginate(timeline(ids), page, page_size)
+    body["items"] = [dict(item) for item in body["items"]]
+    for kind, texts in timeline_texts.items():
+        refs = [item["ref_id"] for item in body["items"] if item["type"] == kind]
+        if refs:
+            ends = texts(refs)
+            for item in body["items"]:
+                if item["type"] == kind:
+                    item["label"] = f"{item['label']}{ends.get(item['ref_id'], '')}"
     body["items"] = [{**item, "amount": to_amount(item["amount"], item["currency"])
                       if item["amount"] is not None else None} for item in body["items"]]
     return body, status, headers

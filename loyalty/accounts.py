@@ -25,7 +25,7 @@ from sqlalchemy import JSON, BigInteger, bindparam, case, cast, func, literal_co
 from crm import signals
 from crm.db import UTCDateTime, db, utcnow
 from crm.models import Customer
-from crm.sql import Sql, Statement, as_date, as_time, insert_for
+from crm.sql import Sql, Statement, as_time, insert_for
 from loyalty.ledger import Account, Draw, Entry, Lot, MergedAway, Redemption
 from loyalty.models import Account as AccountRow
 from loyalty.models import LedgerEntry, LotDraw
@@ -37,7 +37,7 @@ _LOT_COLUMNS = (_L.c.id, _L.c.points, _L.c.remaining, _L.c.released, _L.c.pendin
                 _L.c.expires_at, _L.c.purchase_id)
 _ACCOUNT_COLUMNS = (_A.c.customer_id, _A.c.balance, _A.c.pending, _A.c.lifetime,
                     _A.c.tier_id, _A.c.tier_since, _A.c.downgrade_at, _C.c.merged_into_id,
-                    _C.c.birthday)
+                    _C.c.birth_month)
 _SPENDING_ORDER = (_L.c.expires_at.is_(None), _L.c.expires_at, _L.c.id)
 
 
@@ -109,12 +109,12 @@ _UPDATE_ACCOUNT = Statement(
 
 
 def _account(row: tuple[Any, ...], merged_ok: bool) -> Account:
-    cid, balance, pending, lifetime, tier_id, tier_since, downgrade_at, merged, birthday = row
+    cid, balance, pending, lifetime, tier_id, tier_since, downgrade_at, merged, birth_month = row
     if merged is not None and not merged_ok:
         raise MergedAway(f"Customer {cid} has just been merged into {merged}; retry.",
                          merged_into=merged)
     account = Account(cid, balance, pending, lifetime, tier_id, as_time(tier_since),
-                      as_time(downgrade_at), as_date(birthday))
+                      as_time(downgrade_at), birth_month)
     account.loaded = account.snapshot()
     return account
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from fractions import Fraction
 
@@ -48,7 +48,7 @@ class Basket:
 class Member:
     multiplier: Decimal = Decimal(1)
     first_purchase: bool = False
-    birthday: date | None = None
+    birth_month: int | None = None  # 1-12 (the birthday itself is sealed)
 
 
 @dataclass
@@ -94,8 +94,8 @@ def _matches(rule: EarningRule, basket: Basket, member: Member) -> list[Line]:
         return []
     if rule.first_purchase and not member.first_purchase:
         return []
-    if rule.birthday_month and (member.birthday is None
-                                or member.birthday.month != when.month):
+    if rule.birthday_month and (member.birth_month is None
+                                or member.birth_month != when.month):
         return []
     lines = [line for line in basket.lines if line.earns]
     if rule.skus or rule.categories:

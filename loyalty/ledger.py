@@ -13,7 +13,7 @@ zero.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 from crm.db import utcnow
 from crm.errors import Conflict
@@ -86,7 +86,7 @@ class Account:
     tier_id: int | None
     tier_since: datetime | None
     downgrade_at: datetime | None
-    birthday: date | None = None
+    birth_month: int | None = None
     lots: list[Lot] | None = None  # None: not loaded
     added: list[Lot | Entry | Draw] = field(default_factory=list)
     loaded: tuple[object, ...] = ()  # the balances and tier as read or last saved

@@ -200,7 +200,7 @@ def _award(sql: Sql, purchase: Sale | Purchase, account: Account, lines: list[Li
     first = any(r.first_purchase for r in rules) and _first_purchase(
         sql, account.customer_id, purchase.id)
     member = Member(multiplier=tier.multiplier if tier else 1, first_purchase=first,
-                    birthday=account.birthday)
+                    birth_month=account.birth_month)
     basket = Basket(ctx.store.code, local, exponent(purchase.currency), purchase.total,
                     purchase.paid, lines)
     earned = points_for(basket, ctx.program, member, rules,

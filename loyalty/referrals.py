@@ -152,12 +152,11 @@ def _canonical(kind: str, value: str) -> str:
 
 def _identities(customer_ids: list[int]) -> dict[int, set[str]]:
     found: dict[int, set[str]] = {i: set() for i in customer_ids}
-    for customer_id, kind, value in db.session.execute(
-            select(CustomerIdentifier.customer_id, CustomerIdentifier.kind,
-                   CustomerIdentifier.value)
+    for identifier in db.session.scalars(
+            select(CustomerIdentifier)
             .where(CustomerIdentifier.customer_id.in_(customer_ids),
                    CustomerIdentifier.kind.in_(("email", "phone", "card")))):
-        found[customer_id].add(_canonical(kind, value))
+        found[identifier.customer_id].add(_canonical(identifier.kind, identifier.value))
     return found
 
 

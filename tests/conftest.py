@@ -19,12 +19,18 @@ from sqlalchemy import make_url, text
 from werkzeug.serving import make_server
 
 from campaigns import hooks, surveys
-from crm import create_app, intrusion, key_usage, keys
+from crm import create_app, intrusion, key_usage, keys, pii
 from crm.db import db, write_intent
 from crm.limits import limiter
 from loyalty import referrals, settings
 from tests.factories import Factory
 from tests.helpers import Till
+
+# One key ring for the run, in the environment as a secret store would give it, so that
+# every app and every process the tests start (flask commands, gunicorn) opens the same
+# sealed values. tests/crm/test_pii.py tries the instance's key file.
+os.environ.setdefault("PII_KEYS", f"t1:{pii.new_key()}")
+os.environ.setdefault("PII_INDEX_KEY", pii.new_key())
 
 
 def _postgres_database(url: str, worker: str) -> tuple[str, str]:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from console.models import User
 from crm.db import db
-from crm.models import Customer, CustomerIdentifier
+from crm.models import Customer, CustomerIdentifier, identifier_lookup
 from loyalty import points, settings
 from loyalty.models import LedgerEntry, Offer, Tier
 from tests.console.conftest import fresh
@@ -20,7 +20,8 @@ from tests.console.conftest import fresh
 def _demo_customer(phone_digits: str = "+12125550004") -> Customer:
     fresh()
     return db.session.scalar(select(Customer).join(CustomerIdentifier).where(
-        CustomerIdentifier.kind == "phone", CustomerIdentifier.value == phone_digits))
+        CustomerIdentifier.kind == "phone",
+        CustomerIdentifier.lookup == identifier_lookup("phone", phone_digits)))
 
 
 def test_sign_in_dashboard_and_the_same_answer_for_unknown_and_wrong(demo, screen):

@@ -104,8 +104,8 @@ def threshold(program):
 
 def _code(customer_id):
     db.session.rollback()
-    body = db.session.scalars(select(Message.body).where(Message.customer_id == customer_id)
-                              .order_by(Message.id.desc())).first()
+    body = db.session.scalars(select(Message).where(Message.customer_id == customer_id)
+                              .order_by(Message.id.desc())).first().body
     return re.search(r"\b(\d{6})\b", body).group(1)
 
 

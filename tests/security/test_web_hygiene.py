@@ -78,12 +78,13 @@ def test_no_sql_or_values_in_answers_or_logs(client, factory, caplog):
 
     from crm.db import db
     from crm.errors import register_error_handlers  # noqa: F401 (the handlers under test)
+    from crm.models import identifier_lookup
 
     with pytest.raises(IntegrityError) as caught:
         db.session.execute(text(
-            "INSERT INTO customer_identifiers (customer_id, kind, value, created_at) "
+            "INSERT INTO customer_identifiers (customer_id, kind, lookup, created_at) "
             "SELECT id, 'email', :value, created_at FROM customers"),
-            {"value": "clash@example.com"})
+            {"value": identifier_lookup("email", "clash@example.com")})
     db.session.rollback()
     assert "[SQL parameters hidden" in str(caught.value)  # hide_parameters
     logged = _what_failed(caught.value)  # what the 409 handler logs: no statement, no value
