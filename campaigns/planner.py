@@ -42,7 +42,7 @@ from campaigns.quiet_hours import quiet_until
 from campaigns.segment_rules import compile_rule
 from crm.customers import phones_of
 from crm.db import any_of, db, utcnow
-from crm.models import Customer, Store
+from crm.models import Customer, CustomerIdentifier, Store
 from crm.sql import allocate_ids, bulk_insert, lock
 from loyalty import coupons
 from loyalty import recommendations as products_for

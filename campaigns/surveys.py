@@ -28,7 +28,7 @@ from crm import audit
 from crm.customers import phones_of
 from crm.db import db, insert_ignoring_conflicts, utcnow
 from crm.errors import Conflict, DomainError, Invalid, NotFound, get_or_404
-from crm.models import Customer, CustomerIdentifier, Store
+from crm.models import Customer, Store
 from crm.stats import day_of
 
 SCALES = {"nps": (0, 10), "csat": (1, 5)}
@@ -382,8 +382,8 @@ def trend(survey_id: int, store: str | None = None, start: datetime | None = Non
 def comments(survey_id: int, store: str | None = None, score: int | None = None,
              band: str | None = None, start: datetime | None = None,
              end: datetime | None = None) -> Select[Any]:
-    """Answers with a comment, newest first, for paginating with ``comment_item``: by store, score (exact, or
-    a band: promoters, passives, detractors) and period."""
+    """Answers with a comment, newest first, for paginating with ``comment_item``: by
+    store, score (exact, or a band: promoters, passives, detractors) and period."""
     survey = get_or_404(Survey, survey_id, "survey")
     high, low = BANDS[survey.kind]
     where = _answers_where(survey, store, start, end)
