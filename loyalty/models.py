@@ -266,6 +266,9 @@ class PurchaseReturn(db.Model):
         Index("ix_purchase_returns_held", "store_id", "receipt_id",
               sqlite_where=text(RETURN_WAITING), postgresql_where=text(RETURN_WAITING)),
         Index("ix_purchase_returns_status", "status", "created_at"),
+        Index("ix_purchase_returns_expired", "expired_at",  # the expiries' counter
+              sqlite_where=text("expired_at IS NOT NULL"),
+              postgresql_where=text("expired_at IS NOT NULL")),
         CheckConstraint("status IN ('held', 'applied', 'expired')", name="status"),
     )
 

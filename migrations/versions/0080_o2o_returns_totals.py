@@ -20,6 +20,7 @@ depends_on = None
 
 _BIG = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 _WAITING = "status IN ('held', 'expired')"
+_EXPIRED = "expired_at IS NOT NULL"
 
 
 @contextmanager
@@ -66,11 +67,15 @@ def upgrade():
                            postgresql_where=sa.text(_WAITING))
         batch.create_index("ix_purchase_returns_status", ["status", "created_at"],
                            unique=False)
+        batch.create_index("ix_purchase_returns_expired", ["expired_at"], unique=False,
+                           sqlite_where=sa.text(_EXPIRED), postgresql_where=sa.text(_EXPIRED))
 
 
 def downgrade():
     op.execute("UPDATE purchase_returns SET status = 'held' WHERE status = 'expired'")
     with _rebuilt("purchase_returns") as batch:
+        batch.drop_index("ix_purchase_returns_expired", sqlite_where=sa.text(_EXPIRED),
+                         postgresql_where=sa.text(_EXPIRED))
         batch.drop_index("ix_purchase_returns_status")
         batch.drop_index("ix_purchase_returns_held", sqlite_where=sa.text(_WAITING),
                          postgresql_where=sa.text(_WAITING))
