@@ -318,6 +318,32 @@ def test_points_after_coupons_and_points_are_on_the_lines_paid(client, till, fac
     verify_clean(runner)
 
 
+def test_earning_rules_count_the_lines_paid_not_tax_nor_charges():
+    """The pure earning rules: a rule's min_spend and multiplier see what was paid for
+    the lines, after the markdown, never the tax or a delivery charge."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+    from types import SimpleNamespace
+
+    from loyalty.earning import Basket, Line, Member, points_for
+
+    program = SimpleNamespace(points_per_unit=Decimal(1), rounding="floor")
+    double_shoes = SimpleNamespace(
+        id=1, kind="multiplier", value=Decimal(2), skus=[], categories=["shoes"],
+        store_codes=[], weekdays=[], valid_from=None, valid_to=None, first_purchase=False,
+        birthday_month=False, min_spend=5000)
+    lines = [Line("SHOE", "shoes", 1, 6000), Line("TEA", "tea", 1, 4000)]
+    # 100.00 of goods - 10.00 markdown + 20.00 tax + 5.00 delivery = 115.00 paid.
+    basket = Basket("S1", datetime(2026, 5, 1, tzinfo=UTC), 2, 11500, 11500, lines,
+                    tax=2000, charges=500)
+    assert basket.paid_for_lines == 9000
+    earned = points_for(basket, program, Member(), [double_shoes], {})
+    assert earned.base == 90 and earned.awards == {1: 54}  # shoes: 60% of 90.00
+    # With 81.00 paid for the lines, the shoes' share (48.60) misses the 50.00 minimum.
+    lower = Basket("S1", basket.local_time, 2, 10100, 10100, lines, tax=2000)
+    assert points_for(lower, program, Member(), [double_shoes], {}).awards == {}
+
+
 # --- 4. a coupon check with only a total ------------------------------------------------
 
 
