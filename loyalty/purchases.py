@@ -87,8 +87,10 @@ def check_total(total: int, lines: list[Line], tax: int, adjustments: int,
     off = total - expected
     if abs(off) <= len(lines):
         return
+
     def amount(minor: int) -> str:
         return to_amount(minor, currency)
+
     detail = (f"total {amount(total)} is not the lines {amount(goods)} + tax {amount(tax)} "
               f"+ adjustments {amount(adjustments)} = {amount(expected)}: it is off by "
               f"{amount(off)} {currency} (at most {amount(len(lines))} is taken for "
@@ -412,7 +414,6 @@ def record_purchase(data: dict[str, Any], key: Caller) -> tuple[dict[str, Any], 
     adjustments = (_money(data["adjustments"], currency, "adjustments", signed=True)
                    if data.get("adjustments") is not None else 0)
     lines = _lines(data["lines"], currency)
-    check_total(total, lines, tax, adjustments, currency)
     lookup = customer_lookup(data["customer"]) if data.get("customer") else None
     redeem = data.get("redeem_points") or 0
     sale = Sale(store.id, data["receipt_id"], request_hash(data),
@@ -424,6 +425,9 @@ def record_purchase(data: dict[str, Any], key: Caller) -> tuple[dict[str, Any], 
         if claimed is None:
             return answer(_replay(Purchase, sale.request_hash, store_id=store.id,
                                   receipt_id=sale.receipt_id), store.code), False
+        # After the claim, so that a receipt recorded before totals were checked is still
+        # answered as it was; a new one that does not add up rolls its claim back.
+        check_total(total, lines, tax, adjustments, currency)
         sale.id, sale.customer_id = claimed
         if redeem and sale.customer_id is None:  # the claim is rolled back with the request
             raise Invalid("Only a known member can redeem points.",

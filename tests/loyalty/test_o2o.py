@@ -278,6 +278,30 @@ def test_a_total_far_from_its_lines_is_a_422_naming_the_difference(till, factory
     assert till.points(c.id)["balance"] == 21
 
 
+def test_a_receipt_recorded_before_totals_were_checked_still_replays(client, till, factory):
+    """A till retrying a sale recorded before the check (its total off) gets the first
+    answer again, not a 422."""
+    from loyalty.purchases import request_hash
+    from loyalty.schemas import PurchaseInSchema
+
+    c = factory.customer()
+    first = till.buy({"id": c.id}, "10.00", receipt_id="OLD-1",
+                     occurred_at="2026-11-01T10:00:00+00:00").get_json()
+    body = {"receipt_id": "OLD-1", "occurred_at": "2026-11-01T10:00:00+00:00",
+            "currency": "EUR", "total": "5000.00", "customer": {"id": c.id},
+            "lines": [{"sku": "SKU-1", "quantity": 1, "unit_price": "10.00"}]}
+    db.session.execute(update(Purchase).where(Purchase.id == first["id"]).values(
+        request_hash=request_hash(PurchaseInSchema().load(body))))
+    db.session.commit()
+    again = client.post("/api/v1/purchases", headers=till.headers, json=body)
+    assert again.status_code == 200, again.get_json()
+    assert again.get_json() == first
+    body["receipt_id"] = "NEW-1"
+    assert client.post("/api/v1/purchases", headers=till.headers,
+                       json=body).status_code == 422
+    assert db.session.scalar(select(func.count()).select_from(Purchase)) == 1
+
+
 def test_tax_and_markdowns_count_in_the_total_and_points_are_never_on_tax(
         client, till, factory, runner):
     c = factory.customer()
