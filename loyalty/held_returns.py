@@ -18,10 +18,11 @@ from typing import Any
 
 from flask import Flask, current_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from crm import alerts
+from crm import alerts, observability
 from crm.db import db, utcnow
 from crm.keys import Caller
 from crm.models import Store
@@ -96,7 +97,7 @@ def store_currencies(rows: list[PurchaseReturn]) -> dict[int, str]:
                                    .where(Store.id.in_(ids))).all()) if ids else {}
 
 
-class Metrics:
+class Metrics(Collector):
     """/metrics: returns expired so far (a counter: ``expired_at`` stays set, also when a
     late sale applies one), and those waiting now for their sale (a gauge)."""
 
@@ -135,6 +136,4 @@ class Metrics:
 
 
 def init_app(app: Flask) -> None:
-    metrics = app.extensions.get("metrics")
-    if metrics is not None:
-        metrics.registry.register(Metrics(app))
+    observability.add_collector(app, Metrics(app))
