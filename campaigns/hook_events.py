@@ -33,6 +33,7 @@ def on_purchase_returned(_sender: Any, purchase: Any, purchase_return: Any, full
     if hooks.wanted("purchase.returned"):
         data = _purchase(purchase) | {
             "return_id": purchase_return.return_id, "full": full,
+            "taken_store_id": purchase_return.taken_store_id,  # where it was taken back
             "returned": to_amount(purchase_return.returned_paid, purchase.currency)}
         hooks.emit("purchase.returned", data, customer_id=purchase.customer_id)
 

@@ -160,8 +160,13 @@ def load(minimum_customers: int = 200) -> int:
             back = min(at + timedelta(days=rng.uniform(1, 3)), now)
             return_id = next(return_ids)
             balances[cid] -= earned
+            # One in five taken back at another store of the same currency (anywhere).
+            others = [s for s in stores.values()
+                      if s.currency == store.currency and s.id != store.id]
+            taken = others[pid % len(others)] if others and pid % 5 == 0 else store
             returns.append({
-                "id": return_id, "store_id": store.id, "receipt_id": f"{PREFIX}{pid}",
+                "id": return_id, "store_id": store.id, "taken_store_id": taken.id,
+                "taken_key_id": None, "receipt_id": f"{PREFIX}{pid}",
                 "return_id": f"{PREFIX}R{pid}", "purchase_id": pid, "request_hash": "demo",
                 "status": "applied", "requested": {"lines": None, "amount": None},
                 "returned_paid": paid, "points_reversed": earned, "points_restored": 0,

@@ -58,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_DISABLE_AFTER_DAYS": 5,  # failing with no success this long: disabled
     "WEBHOOK_RETENTION_DAYS": 30,
     "WEBHOOK_CA_FILE": "",  # CA certificates to trust instead of the system's ("": those)
+    "HELD_RETURN_DAYS": 7,  # a return whose sale has not arrived this long: expired, alert
     "RECOMMEND_WINDOW_DAYS": 365,  # purchases the recommendation model learns from
     "RECOMMEND_RECENT_DAYS": 30,  # a product bought this recently is not recommended
     "SQLITE_BUSY_TIMEOUT_S": 15.0,

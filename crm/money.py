@@ -38,6 +38,13 @@ def to_minor(amount: str, currency: str) -> int:
     return minor
 
 
+def to_signed_minor(amount: str, currency: str) -> int:
+    """ "-2.50" EUR -> -250; otherwise as ``to_minor``."""
+    if isinstance(amount, str) and amount.startswith("-"):
+        return -to_minor(amount[1:], currency)
+    return to_minor(amount, currency)
+
+
 def to_amount(minor: int, currency: str) -> str:
     """1230 EUR -> "12.30"."""
     places = exponent(currency)

@@ -13,8 +13,10 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
 from prometheus_flask_exporter import PrometheusMetrics
 from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
@@ -99,3 +101,39 @@ def init_observability(app: Flask) -> None:
         )
     metrics.info("crm_app_info", "CRM and loyalty service", version="0.1.0")
     app.extensions["metrics"] = metrics
+
+
+def add_collector(app: Flask, collector: Collector) -> None:
+    """Serve ``collector``'s metrics on /metrics too (a collector that reads its figures
+    when scraped, from the database, say). Under gunicorn (PROMETHEUS_MULTIPROC_DIR) the
+    exporter answers from the workers' sample files alone, so these are added to its
+    answer, in the format it chose."""
+    if not _multiprocess():
+        app.extensions["metrics"].registry.register(collector)
+        return
+    extra = app.extensions.get("metrics_extra")
+    if extra is None:
+        extra = app.extensions["metrics_extra"] = CollectorRegistry(auto_describe=True)
+        app.after_request(_add_extra_metrics)
+    extra.register(collector)
+
+
+def _multiprocess() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+_EOF = b"# EOF\n"  # OpenMetrics' last line
+
+
+def _add_extra_metrics(response: Response) -> Response:
+    if request.endpoint != "prometheus_metrics" or response.status_code != 200:
+        return response
+    encoder, _ = choose_encoder(request.headers.get("Accept", ""))
+    more = encoder(current_app.extensions["metrics_extra"])
+    body = response.get_data()
+    if body.endswith(_EOF):
+        body = body[:-len(_EOF)]
+    elif more.endswith(_EOF):
+        more = more[:-len(_EOF)]
+    response.set_data(body + more)
+    return response

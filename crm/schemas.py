@@ -61,6 +61,16 @@ class Amount(fields.String):
         super().__init__(**kwargs)
 
 
+class SignedAmount(fields.String):
+    """Money that may be negative ("-2.50"): adjustments such as a till's markdowns."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("validate", validate.Regexp(
+            r"^-?\d{1,13}(\.\d{1,4})?\Z",
+            error='An amount is a decimal string such as "12.30" or "-2.50".'))
+        super().__init__(**kwargs)
+
+
 @functools.cache
 def _timezones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())

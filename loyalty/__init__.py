@@ -15,6 +15,7 @@ def init_app(app: Flask) -> None:
     from loyalty import (
         demo,
         fraud,
+        held_returns,
         history,
         models,  # noqa: F401  (tables known to migrations)
         referral_models,  # noqa: F401  (tables known to migrations)
@@ -37,6 +38,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(share_page)
     app.cli.add_command(loyalty_cli)
     fraud.init_app(app)
+    held_returns.init_app(app)
     api.register_blueprint(products_blp, url_prefix="/api/v1")
     api.register_blueprint(recommendations_blp, url_prefix="/api/v1/customers")
     app.cli.add_command(loyalty_cli)

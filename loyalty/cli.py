@@ -41,6 +41,14 @@ def expire_command() -> None:
     click.echo(f"expired {count} lot(s)")
 
 
+@loyalty_cli.command("expire-held-returns")
+def expire_held_command() -> None:
+    """Expire returns held longer than HELD_RETURN_DAYS without their sale (alerting)."""
+    count = jobs.expire_held_returns()
+    db.session.commit()
+    click.echo(f"expired {count} held return(s)")
+
+
 @loyalty_cli.command("review-tiers")
 def review_command() -> None:
     """Review every member's tier (upgrades, scheduled and due downgrades)."""

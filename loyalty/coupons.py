@@ -299,7 +299,13 @@ class Check:
         return self
 
 
-def _eligible(offer: Offer, lines: list[Line]) -> list[Line]:
+def _eligible(offer: Offer, lines: list[Line], total: int) -> list[Line]:
+    """The lines the offer covers. A basket given by its total alone (no lines yet: a
+    cart page, a till asking early) is one line of that total for an offer that needs no
+    line detail; an offer on skus, categories or free items covers nothing in it."""
+    if not lines:
+        needs_lines = offer.skus or offer.categories or offer.kind == "free_item"
+        return [] if needs_lines else [Line("", None, 1, total)]
     if not offer.skus and not offer.categories:
         return lines
     return [ln for ln in lines
@@ -381,7 +387,7 @@ def _check_one(check: Check, total: int, lines: list[Line], currency: str,
     elif currency != offer.currency:
         check.refuse("wrong_currency", currency=offer.currency)
     else:
-        eligible = _eligible(offer, lines)
+        eligible = _eligible(offer, lines, total)
         spend = sum(ln.amount for ln in eligible)
         if not eligible:
             check.refuse("no_eligible_items")

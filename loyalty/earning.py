@@ -1,7 +1,9 @@
 """How many points a purchase earns. Pure functions: no database here.
 
-Points are earned on what was actually paid: the basket total less coupon and points
-discounts, spread over the lines in proportion to their amounts; lines marked
+Points are earned on what was actually paid for the lines: the basket total less coupon
+and points discounts, less the tax and the till's own charges (positive adjustments:
+delivery, fees), spread over the lines in proportion to their amounts (the till's
+markdowns, negative adjustments, are already off the total); lines marked
 ``earns: false`` (rewards, gift cards, deposits) earn nothing. Base points are the paid
 amount in currency units times ``points_per_unit`` times the member's tier multiplier.
 Earning rules add bonuses on top: a ``multiplier`` rule gives (value - 1) times the base
@@ -40,8 +42,15 @@ class Basket:
     local_time: datetime  # in the store's time zone
     exponent: int  # decimals of the currency
     total: int
-    paid: int
+    paid: int  # total less discounts: what the customer paid, tax included
     lines: list[Line]
+    tax: int = 0
+    charges: int = 0  # the till's positive adjustments, which earn nothing
+
+    @property
+    def paid_for_lines(self) -> int:
+        """What was paid for the goods: never the tax, nor charges beside the lines."""
+        return max(0, self.paid - self.tax - self.charges)
 
 
 @dataclass
@@ -68,12 +77,12 @@ def to_points(value: Decimal | Fraction, rounding: str) -> int:
 
 
 def paid_share(basket: Basket, lines: Iterable[Line]) -> Fraction:
-    """The part of the paid amount (minor units) that falls on ``lines``."""
+    """The part of what was paid for the lines (minor units) that falls on ``lines``."""
     all_amount = sum(line.amount for line in basket.lines)
     part = sum(line.amount for line in lines)
     if all_amount == 0:
         return Fraction(0)
-    return Fraction(basket.paid * part, all_amount)
+    return Fraction(basket.paid_for_lines * part, all_amount)
 
 
 def _units(minor: Fraction, exponent: int) -> Fraction:

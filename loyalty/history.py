@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, String, cast, literal, select
+from sqlalchemy import Select, String, cast, func, literal, select
+from sqlalchemy.orm import aliased
 
 from crm.db import db
+from crm.models import Store
 from crm.money import to_amount
 from crm.timeline import row
-from loyalty.models import Account, Coupon, CouponRedemption, LedgerEntry, Purchase
+from loyalty.models import (
+    Account,
+    Coupon,
+    CouponRedemption,
+    LedgerEntry,
+    Purchase,
+    PurchaseReturn,
+)
+
+_Taken = aliased(Store)
 
 
 def timeline_sources(ids: list[int]) -> list[Select[Any]]:
@@ -28,6 +39,16 @@ def timeline_sources(ids: list[int]) -> list[Select[Any]]:
                     CouponRedemption.discount, Purchase.currency))
         .join(Purchase, Purchase.id == CouponRedemption.purchase_id)
         .where(CouponRedemption.customer_id.in_(ids)),
+        # Where each return was taken back (any store's till, or the shop).
+        select(*row(func.coalesce(PurchaseReturn.applied_at, PurchaseReturn.created_at),
+                    "return", PurchaseReturn.id,
+                    literal("return ") + PurchaseReturn.return_id + literal(" of receipt ")
+                    + Purchase.receipt_id + literal(" taken back at ") + _Taken.code,
+                    PurchaseReturn.returned_paid, Purchase.currency,
+                    PurchaseReturn.points_restored - PurchaseReturn.points_reversed))
+        .join(Purchase, Purchase.id == PurchaseReturn.purchase_id)
+        .join(_Taken, _Taken.id == PurchaseReturn.taken_store_id)
+        .where(Purchase.customer_id.in_(ids)),
     ]
 
 
@@ -54,11 +75,9 @@ def export_section(ids: list[int]) -> dict[str, Any]:
 
 
 def purchases_of(ids: list[int], limit: int = 50) -> list[dict[str, Any]]:
-    """The newest purchases of these records, each with its lines and returns (three
-    queries in all)."""
-    from crm.db import db
-    from crm.models import Store
-    from loyalty.models import PurchaseLine, PurchaseReturn
+    """The newest purchases of these records, each with its lines and returns (each
+    with the code of the store that took it back): three queries in all."""
+    from loyalty.models import PurchaseLine
 
     rows = db.session.execute(
         select(Purchase, Store.code, Store.timezone).join(Store, Store.id == Purchase.store_id)
@@ -71,9 +90,11 @@ def purchases_of(ids: list[int], limit: int = 50) -> list[dict[str, Any]]:
         for line in db.session.scalars(select(PurchaseLine).where(
                 PurchaseLine.purchase_id.in_(found)).order_by(PurchaseLine.id)):
             lines[line.purchase_id].append(line)
-        for ret in db.session.scalars(select(PurchaseReturn).where(
-                PurchaseReturn.purchase_id.in_(found)).order_by(PurchaseReturn.id)):
-            returns[ret.purchase_id].append(ret)
+        for ret, taken_at in db.session.execute(
+                select(PurchaseReturn, _Taken.code)
+                .join(_Taken, _Taken.id == PurchaseReturn.taken_store_id)
+                .where(PurchaseReturn.purchase_id.in_(found)).order_by(PurchaseReturn.id)):
+            returns[ret.purchase_id].append((ret, taken_at))
     return [{"purchase": p, "store": code, "timezone": zone, "lines": lines[p.id],
              "returns": returns[p.id]} for p, code, zone in rows]
 

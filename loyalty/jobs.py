@@ -66,6 +66,13 @@ def expire_points(now: datetime | None = None) -> int:
                                             LotRow.expires_at <= now), expire)
 
 
+def expire_held_returns(now: datetime | None = None) -> int:
+    """Returns held longer than HELD_RETURN_DAYS without their sale: expired, alerted."""
+    from loyalty import held_returns
+
+    return held_returns.expire_due(now)
+
+
 def review_tiers(now: datetime | None = None) -> dict[str, int]:
     return tiers.review(settings.program(), settings.tiers(), now)
 

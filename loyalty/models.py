@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     text,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -42,6 +43,8 @@ class Program(db.Model):
     tier_grace_days: Mapped[int] = mapped_column(default=30)
     # Points a till may spend without the member's one-time code (None: no code needed).
     verification_threshold: Mapped[int | None] = mapped_column(BigInt)
+    # Returns taken at any store's till and by the shop (False: only where it was sold).
+    returns_anywhere: Mapped[bool] = mapped_column(default=True, server_default=true())
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -193,12 +196,15 @@ class RuleAward(db.Model):
 
 class Purchase(db.Model):
     """A sale, unique per (store, receipt). Amounts are minor units: ``total`` before
-    loyalty discounts, ``discount`` from coupons and points, ``paid`` what earns."""
+    loyalty discounts (the lines plus ``tax`` plus ``adjustments``, the till's own
+    markdowns being negative), ``discount`` from coupons and points, ``paid`` what the
+    customer paid (tax included: points are earned on ``paid`` less the tax)."""
 
     __tablename__ = "purchases"
     __table_args__ = (
         UniqueConstraint("store_id", "receipt_id"),
-        Index("ix_purchases_customer_occurred", "customer_id", "occurred_at"),
+        # A customer's purchases newest first (receipts, "my orders"), segments.
+        Index("ix_purchases_customer_occurred", "customer_id", "occurred_at", "id"),
         # Segments (activity in a window) and the dashboard's sales per day, which reads
         # its figures from the index alone.
         Index("ix_purchases_occurred", "occurred_at", "currency", "paid", "returned_paid",
@@ -213,6 +219,8 @@ class Purchase(db.Model):
     occurred_at: Mapped[datetime]
     currency: Mapped[str] = mapped_column(String(3))
     total: Mapped[int] = mapped_column(BigInt)
+    tax: Mapped[int] = mapped_column(BigInt, default=0, server_default="0")
+    adjustments: Mapped[int] = mapped_column(BigInt, default=0, server_default="0")
     discount: Mapped[int] = mapped_column(BigInt, default=0)
     paid: Mapped[int] = mapped_column(BigInt)
     points_earned: Mapped[int] = mapped_column(BigInt, default=0)
@@ -242,20 +250,32 @@ class PurchaseLine(db.Model):
     returned_quantity: Mapped[int] = mapped_column(default=0)
 
 
+RETURN_WAITING = "status IN ('held', 'expired')"  # returns whose sale has not arrived
+
+
 class PurchaseReturn(db.Model):
-    """A return, unique per (store, return_id). ``held`` until its purchase arrives
-    when a till posted it first."""
+    """A return of a sale of ``store_id``, taken back at ``taken_store_id`` (any store's
+    till or the shop, with the program's ``returns_anywhere``) with key ``taken_key_id``;
+    unique per (taking store, return_id), the till's own numbering. ``held`` until its
+    purchase arrives when a till posted it first; ``expired`` when that has not happened
+    within HELD_RETURN_DAYS (still applied if the sale comes later)."""
 
     __tablename__ = "purchase_returns"
     __table_args__ = (
-        UniqueConstraint("store_id", "return_id"),
+        UniqueConstraint("taken_store_id", "return_id"),
         Index("ix_purchase_returns_held", "store_id", "receipt_id",
-              sqlite_where=text("status = 'held'"), postgresql_where=text("status = 'held'")),
-        CheckConstraint("status IN ('held', 'applied')", name="status"),
+              sqlite_where=text(RETURN_WAITING), postgresql_where=text(RETURN_WAITING)),
+        Index("ix_purchase_returns_status", "status", "created_at"),
+        Index("ix_purchase_returns_expired", "expired_at",  # the expiries' counter
+              sqlite_where=text("expired_at IS NOT NULL"),
+              postgresql_where=text("expired_at IS NOT NULL")),
+        CheckConstraint("status IN ('held', 'applied', 'expired')", name="status"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     store_id: Mapped[int] = mapped_column(ForeignKey("stores.id"))
+    taken_store_id: Mapped[int] = mapped_column(ForeignKey("stores.id"))
+    taken_key_id: Mapped[int | None]
     receipt_id: Mapped[str] = mapped_column(String(64))
     return_id: Mapped[str] = mapped_column(String(64))
     purchase_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("purchases.id"),
@@ -270,6 +290,7 @@ class PurchaseReturn(db.Model):
     balance_after: Mapped[int | None] = mapped_column(BigInt)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     applied_at: Mapped[datetime | None]
+    expired_at: Mapped[datetime | None]
     note: Mapped[str | None] = mapped_column(Text)
 
 

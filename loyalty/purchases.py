@@ -19,7 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import bindparam, literal_column, select
+from sqlalchemy import bindparam, literal_column, select, text
 
 from crm import access, signals
 from crm.auth import actor_of
@@ -28,12 +28,13 @@ from crm.db import db, insert_ignoring_conflicts, utcnow
 from crm.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from crm.keys import Caller, StoreRef
 from crm.models import Store
-from crm.money import MAX_MINOR, InvalidAmount, exponent, to_amount, to_minor
+from crm.money import MAX_MINOR, InvalidAmount, exponent, to_amount, to_minor, to_signed_minor
 from crm.sql import Sql, Statement, as_time, insert_for, lock
 from loyalty import accounts, coupons, ledger, settings, tiers, verification
 from loyalty.earning import Basket, Line, Member, points_for, to_points
 from loyalty.ledger import Account
 from loyalty.models import (
+    RETURN_WAITING,
     EarningRule,
     Program,
     Purchase,
@@ -69,11 +70,34 @@ def store_for(key: Caller, store_code: str | None) -> Store | StoreRef:
     return store
 
 
-def _money(value: str, currency: str, field: str) -> int:
+def _money(value: str, currency: str, field: str, *, signed: bool = False) -> int:
     try:
-        return to_minor(value, currency)
+        return (to_signed_minor if signed else to_minor)(value, currency)
     except InvalidAmount as e:
         raise Invalid(f"{field}: {e}", errors={field: [str(e)]}) from None
+
+
+def check_total(total: int, lines: list[Line], tax: int, adjustments: int,
+                currency: str) -> None:
+    """The sale's ``total`` is its lines (quantity x unit price) plus tax plus the till's
+    adjustments, give or take one minor unit per line (a till rounding each line's tax
+    or markdown); else a 422 naming the difference."""
+    goods = sum(line.amount for line in lines)
+    expected = goods + tax + adjustments
+    off = total - expected
+    if abs(off) <= len(lines):
+        return
+
+    def amount(minor: int) -> str:
+        return to_amount(minor, currency)
+
+    detail = (f"total {amount(total)} is not the lines {amount(goods)} + tax {amount(tax)} "
+              f"+ adjustments {amount(adjustments)} = {amount(expected)}: it is off by "
+              f"{amount(off)} {currency} (at most {amount(len(lines))} is taken for "
+              "rounding, one minor unit per line).")
+    raise Invalid(detail[0].upper() + detail[1:],
+                  errors={"total": [f"Off by {amount(off)}: expected {amount(expected)}."]},
+                  difference=amount(off), expected_total=amount(expected))
 
 
 def _lines(raw: list[dict[str, Any]], currency: str) -> list[Line]:
@@ -101,6 +125,8 @@ def answer(purchase: Purchase | Sale, store_code: str) -> dict[str, Any]:
         "id": purchase.id, "store_code": store_code, "receipt_id": purchase.receipt_id,
         "customer_id": purchase.customer_id, "occurred_at": purchase.occurred_at,
         "currency": purchase.currency, "total": to_amount(purchase.total, purchase.currency),
+        "tax": to_amount(purchase.tax, purchase.currency),
+        "adjustments": to_amount(purchase.adjustments, purchase.currency),
         "discount": to_amount(purchase.discount, purchase.currency),
         "paid": to_amount(purchase.paid, purchase.currency),
         "points_earned": purchase.points_earned, "points_pending": purchase.points_pending,
@@ -202,7 +228,8 @@ def _award(sql: Sql, purchase: Sale | Purchase, account: Account, lines: list[Li
     member = Member(multiplier=tier.multiplier if tier else 1, first_purchase=first,
                     birth_month=account.birth_month)
     basket = Basket(ctx.store.code, local, exponent(purchase.currency), purchase.total,
-                    purchase.paid, lines)
+                    purchase.paid, lines, tax=purchase.tax,
+                    charges=max(purchase.adjustments, 0))
     earned = points_for(basket, ctx.program, member, rules,
                         _cap_left(sql, rules, account.customer_id, local))
     lot = ledger.earn(account, ctx.program, earned.total, cause="purchase",
@@ -313,6 +340,8 @@ class Sale:
     paid: int
     created_at: datetime
     codes: list[str]
+    tax: int = 0
+    adjustments: int = 0
     id: int = 0
     customer_id: int | None = None
     discount: int = 0
@@ -327,9 +356,9 @@ class Sale:
     tier_after: str | None = None
 
     CLAIMED = ("store_id", "receipt_id", "request_hash", "occurred_at", "currency", "total",
-               "discount", "paid", "points_earned", "points_pending", "points_redeemed",
-               "coupons_applied", "returned_paid", "points_reversed", "points_restored",
-               "created_at")
+               "tax", "adjustments", "discount", "paid", "points_earned", "points_pending",
+               "points_redeemed", "coupons_applied", "returned_paid", "points_reversed",
+               "points_restored", "created_at")
     FIGURES = ("discount", "paid", "points_earned", "points_pending", "points_redeemed",
                "coupons_applied")
     STANDING = ("balance_after", "tier_after")
@@ -353,7 +382,7 @@ def _claim_statement(lookup: str | None) -> Statement:
 _CLAIM = {lookup: _claim_statement(lookup) for lookup in (None, *LOOKUPS)}
 _HELD = Statement(select(literal_column("1")).where(
     _R.c.store_id == bindparam("store_id"), _R.c.receipt_id == bindparam("receipt_id"),
-    _R.c.status == "held").limit(1))
+    text(RETURN_WAITING)).limit(1))
 _LINES = Statement(PurchaseLine.__table__.insert().inline(),
                    columns=["purchase_id", "sku", "category", "quantity", "unit_price",
                             "amount", "earns", "returned_quantity"])
@@ -381,18 +410,24 @@ def record_purchase(data: dict[str, Any], key: Caller) -> tuple[dict[str, Any], 
         raise Invalid(f"Store {store.code} sells in {store.currency}, not {currency}.",
                       errors={"currency": [f"Must be {store.currency} for this store."]})
     total = _money(data["total"], currency, "total")
+    tax = _money(data["tax"], currency, "tax") if data.get("tax") is not None else 0
+    adjustments = (_money(data["adjustments"], currency, "adjustments", signed=True)
+                   if data.get("adjustments") is not None else 0)
     lines = _lines(data["lines"], currency)
     lookup = customer_lookup(data["customer"]) if data.get("customer") else None
     redeem = data.get("redeem_points") or 0
     sale = Sale(store.id, data["receipt_id"], request_hash(data),
                 data["occurred_at"].astimezone(UTC), currency, total, total, utcnow(),
-                data.get("coupon_codes") or [])
+                data.get("coupon_codes") or [], tax, adjustments)
     with Sql() as sql:
         claimed = sql.run(_CLAIM[lookup[0] if lookup else None],
                           {**sale.values(Sale.CLAIMED), **(lookup[1] if lookup else {})}).one()
         if claimed is None:
             return answer(_replay(Purchase, sale.request_hash, store_id=store.id,
                                   receipt_id=sale.receipt_id), store.code), False
+        # After the claim, so that a receipt recorded before totals were checked is still
+        # answered as it was; a new one that does not add up rolls its claim back.
+        check_total(total, lines, tax, adjustments, currency)
         sale.id, sale.customer_id = claimed
         if redeem and sale.customer_id is None:  # the claim is rolled back with the request
             raise Invalid("Only a known member can redeem points.",
@@ -436,14 +471,17 @@ def record_purchase(data: dict[str, Any], key: Caller) -> tuple[dict[str, Any], 
     return answer(sale, store.code), True
 
 
-def _locked_purchase(purchase_id: int, key: Caller) -> tuple[Purchase, Store]:
+def _locked_purchase(purchase_id: int, key: Caller, *, anywhere: bool = False
+                     ) -> tuple[Purchase, Store]:
+    """The purchase, locked. A till's key reaches its own store's purchases, and with
+    ``anywhere`` (returns with the program's ``returns_anywhere``) every store's."""
     purchase = db.session.scalar(select(Purchase).where(Purchase.id == purchase_id)
                                  .with_for_update()
                                  .execution_options(populate_existing=True))
     if purchase is None:
         raise NotFound(f"No purchase has the id {purchase_id}.")
     store = db.session.get(Store, purchase.store_id)
-    if key.store is not None and key.store.id != store.id:
+    if not anywhere and key.store is not None and key.store.id != store.id:
         raise Forbidden(f"This key belongs to store {key.store.code}; the purchase was "
                         f"made in {store.code}.")
     return purchase, store
@@ -502,10 +540,15 @@ def claim_purchase(purchase_id: int, ref: dict[str, Any], key: Caller) -> dict[s
 # --- returns ---------------------------------------------------------------------------
 
 
-def return_answer(ret: PurchaseReturn, currency: str) -> dict[str, Any]:
+def return_answer(ret: PurchaseReturn, currency: str, codes: dict[int, str]
+                  ) -> dict[str, Any]:
+    """A return as the API answers it; ``codes`` gives the codes of its two stores."""
     return {
         "id": ret.id, "return_id": ret.return_id, "purchase_id": ret.purchase_id,
         "receipt_id": ret.receipt_id, "status": ret.status,
+        "sale_store": codes.get(ret.store_id), "taken_at_store": codes.get(ret.taken_store_id),
+        "taken_by_key": ret.taken_key_id, "created_at": ret.created_at,
+        "applied_at": ret.applied_at, "expired_at": ret.expired_at, "currency": currency,
         "amount": to_amount(ret.returned_paid, currency),
         "points_reversed": ret.points_reversed, "points_restored": ret.points_restored,
         "points_uncollected": ret.points_uncollected, "balance": ret.balance_after,
@@ -609,50 +652,134 @@ def _apply_held_returns(sql: Sql, sale: Sale, ctx: Context) -> None:
     held = db.session.scalars(select(PurchaseReturn).where(
         PurchaseReturn.store_id == purchase.store_id,
         PurchaseReturn.receipt_id == purchase.receipt_id,
-        PurchaseReturn.status == "held").order_by(PurchaseReturn.id))
+        PurchaseReturn.status.in_(("held", "expired"))).order_by(PurchaseReturn.id))
     for ret in held:
+        expired = ret.status == "expired"
         try:
             _apply_return(sql, ret, purchase, ctx)
         except DomainError as e:  # checked before any change: nothing half-done
             ret.note = f"Could not be applied: {e.detail}"
+        else:
+            if expired:  # its alert stays for whoever looks into it
+                ret.note = "Applied when its sale arrived, after it had expired."
     db.session.flush()
     sale.returned_paid, sale.points_reversed, sale.points_restored = (
         purchase.returned_paid, purchase.points_reversed, purchase.points_restored)
 
 
+def _sale_store(key: Caller, store_code: str | None, anywhere: bool) -> Store | StoreRef:
+    """The store a return names as its sale's (``POST /returns``): a till's own by
+    default, and with ``returns_anywhere`` any store, for a till and for the shop."""
+    if not anywhere or store_code is None or (key.store is not None
+                                              and store_code == key.store.code):
+        return store_for(key, store_code)
+    store = db.session.scalar(select(Store).where(Store.code == store_code))
+    if store is None:
+        raise Invalid(f"No store has the code {store_code!r}.",
+                      errors={"store_code": ["No such store."]})
+    return store
+
+
+def _taking_store(key: Caller, sale_store: Store | StoreRef, code: str | None,
+                  anywhere: bool) -> Store | StoreRef:
+    """The store taking the item back: a till's own; for the shop the store it names
+    (an online one), else the sale's when online, else the online store selling in the
+    sale's currency. Without ``returns_anywhere`` only the sale's own store takes it."""
+    if key.store is not None:
+        if code not in (None, key.store.code):
+            raise Forbidden(f"This key belongs to store {key.store.code} and takes returns "
+                            f"there, not at {code}.")
+        taken: Store | StoreRef = key.store
+    elif code is not None:
+        taken = db.session.scalar(select(Store).where(Store.code == code))
+        if taken is None:
+            raise Invalid(f"No store has the code {code!r}.",
+                          errors={"taken_at_store": ["No such store."]})
+        access.check_store_channel(key, taken)
+    elif getattr(sale_store, "channel", "store") == "online" or "admin" in key.scope_list:
+        taken = sale_store
+    else:
+        taken = db.session.scalar(select(Store).where(
+            Store.channel == "online", Store.currency == sale_store.currency)
+            .order_by(Store.id).limit(1))
+        if taken is None:
+            raise Invalid(f"No online store sells in {sale_store.currency}: name the store "
+                          "taking the item back.",
+                          errors={"taken_at_store": ["Required for this sale."]})
+    if taken.id != sale_store.id:
+        if not anywhere:
+            raise Forbidden(f"Returns are taken only where the sale was made "
+                            f"({sale_store.code}): the program's returns_anywhere is off.")
+    elif key.store is None and not anywhere:
+        access.check_store_channel(key, sale_store)
+    return taken
+
+
+def _check_refund_currency(sale_store: Store | StoreRef, taken: Store | StoreRef,
+                           currency: str | None) -> None:
+    """The refund is in the sale's currency: a till refunding another currency, or a
+    return naming one, is a 422."""
+    if currency is not None and currency != sale_store.currency:
+        raise Invalid(f"The sale was in {sale_store.currency}; a refund in {currency} "
+                      "cannot be taken.",
+                      errors={"currency": [f"Must be {sale_store.currency}, the sale's."]})
+    if taken.currency != sale_store.currency:
+        raise Invalid(f"Store {taken.code} refunds in {taken.currency}; the sale "
+                      f"({sale_store.code}) was in {sale_store.currency}.",
+                      errors={"currency": [f"The sale was in {sale_store.currency}; "
+                                           f"{taken.code} cannot refund it."]})
+
+
+def _codes(*stores: Store | StoreRef) -> dict[int, str]:
+    return {s.id: s.code for s in stores}
+
+
 def record_return(data: dict[str, Any], key: Caller,
                   purchase_id: int | None = None) -> tuple[dict[str, Any], int]:
-    """Record a return of a purchase, by its id or by (store, receipt). Answers the
-    return and its status code: 201 applied, 202 held, 200 a replay."""
+    """Record a return of a purchase, by its id or by (store, receipt), taken back at
+    the caller's store (any store with ``returns_anywhere``). Answers the return and its
+    status code: 201 applied, 202 held, 200 a replay. The return id is the taking
+    store's: unique per that store."""
     if data.get("lines") and data.get("amount") is not None:
         raise Invalid("Return by lines or by amount, not both.",
                       errors={"amount": ["Not with lines."]})
+    anywhere = bool(settings.snapshot().program.returns_anywhere)
     if purchase_id is not None:
-        purchase, store = _locked_purchase(purchase_id, key)
+        purchase, store = _locked_purchase(purchase_id, key, anywhere=anywhere)
         receipt_id = purchase.receipt_id
+        taken = _taking_store(key, store, data.get("taken_at_store"), anywhere)
     else:
-        store = store_for(key, data.get("store_code"))
+        store = _sale_store(key, data.get("store_code"), anywhere)
+        taken = _taking_store(key, store, data.get("taken_at_store"), anywhere)
         receipt_id = data["receipt_id"]
         lock(f"receipt:{store.id}:{receipt_id}")  # against its purchase racing it
         purchase = db.session.scalar(select(Purchase).where(
             Purchase.store_id == store.id, Purchase.receipt_id == receipt_id)
             .with_for_update())
+    _check_refund_currency(store, taken, data.get("currency"))
     requested = {"lines": data.get("lines"), "amount": data.get("amount")}
     if requested["amount"] is not None:
         _money(requested["amount"], store.currency, "amount")
-    digest = request_hash({"receipt_id": receipt_id, **requested})
-    ret = _claim(PurchaseReturn, ("store_id", "return_id"), {
-        "store_id": store.id, "receipt_id": receipt_id, "return_id": data["return_id"],
+    # The same return posted again must hash the same as before returns_anywhere: the
+    # sale's store is part of it only when another store takes the item back.
+    named = {"receipt_id": receipt_id, **requested}
+    if taken.id != store.id:
+        named["sale_store_id"] = store.id
+    digest = request_hash(named)
+    codes = _codes(store, taken)
+    ret = _claim(PurchaseReturn, ("taken_store_id", "return_id"), {
+        "store_id": store.id, "taken_store_id": taken.id, "taken_key_id": key.id,
+        "receipt_id": receipt_id, "return_id": data["return_id"],
         "request_hash": digest, "status": "held", "requested": requested,
         "created_at": utcnow()})
     if ret is None:
-        earlier = _replay(PurchaseReturn, digest, store_id=store.id,
+        earlier = _replay(PurchaseReturn, digest, taken_store_id=taken.id,
                           return_id=data["return_id"])
-        return return_answer(earlier, store.currency), 200
+        return return_answer(earlier, store.currency, codes), 200
     if purchase is None:
         db.session.flush()
-        return return_answer(ret, store.currency), 202
+        return return_answer(ret, store.currency, codes), 202
     with Sql() as sql:
         _apply_return(sql, ret, purchase, _context(store, key, purchase.occurred_at))
     db.session.flush()
-    return return_answer(ret, store.currency), 201
+    return return_answer(ret, store.currency, codes), 201

@@ -12,7 +12,7 @@ from crm.db import db
 from crm.idempotency import idempotent_write
 from crm.pagination import paginate
 from crm.schemas import PageArgs
-from loyalty import points, purchases, settings
+from loyalty import held_returns, points, purchases, receipts, settings
 from loyalty.offer_routes import guessing_in_sales
 from loyalty.schemas import (
     AdjustmentInSchema,
@@ -25,8 +25,12 @@ from loyalty.schemas import (
     ProgramSchema,
     PurchaseInSchema,
     PurchaseSchema,
+    ReceiptPageSchema,
     ReceiptReturnInSchema,
+    ReceiptSchema,
     ReturnInSchema,
+    ReturnPageSchema,
+    ReturnQuerySchema,
     ReturnSchema,
     TierPageSchema,
     TierSchema,
@@ -134,6 +138,14 @@ class Purchases(MethodView):
         return body, 201 if created else 200
 
 
+@purchases_blp.route("/purchases/<id:purchase_id>")
+class PurchaseById(MethodView):
+    @require("pos", "shop", "marketing")
+    @purchases_blp.response(200, ReceiptSchema)
+    def get(self, purchase_id: int) -> Any:
+        return receipts.receipt(purchase_id, current_key())
+
+
 @purchases_blp.route("/purchases/<id:purchase_id>/claim")
 class PurchaseClaim(MethodView):
     @require("pos", "shop")
@@ -158,6 +170,17 @@ class PurchaseReturns(MethodView):
 
 @purchases_blp.route("/returns")
 class ReceiptReturns(MethodView):
+    @require("pos", "shop", "marketing")
+    @purchases_blp.arguments(ReturnQuerySchema, location="query")
+    @purchases_blp.response(200, ReturnPageSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        status = args.pop("status", None)
+        body, code, headers = paginate(held_returns.listed(current_key(), status), **args)
+        rows = body["items"]
+        codes, money = held_returns.store_codes(rows), held_returns.store_currencies(rows)
+        body["items"] = [purchases.return_answer(r, money[r.store_id], codes) for r in rows]
+        return body, code, headers
+
     @require("pos", "shop")
     @purchases_blp.arguments(ReceiptReturnInSchema)
     @purchases_blp.response(201, ReturnSchema)
@@ -176,6 +199,15 @@ class Points(MethodView):
     @points_blp.response(200, PointsSchema)
     def get(self, customer_id: int) -> Any:
         return points.summary(customer_id)
+
+
+@points_blp.route("/<id:customer_id>/purchases")
+class CustomerPurchases(MethodView):
+    @require("pos", "shop", "marketing")
+    @points_blp.arguments(PageArgs, location="query")
+    @points_blp.response(200, ReceiptPageSchema)
+    def get(self, args: dict[str, Any], customer_id: int) -> Any:
+        return receipts.history(customer_id, **args)
 
 
 @points_blp.route("/<id:customer_id>/points/ledger")

@@ -14,6 +14,7 @@ from crm.schemas import (
     DecimalString,
     Moment,
     PageArgs,
+    SignedAmount,
     Text,
     _currency,
     not_in_the_future,
@@ -39,6 +40,9 @@ class ProgramSchema(Schema):
     expiry_days = fields.Integer(strict=True, validate=validate.Range(0, 3650),
                                  metadata={"description": "0: points never expire."})
     allow_negative = fields.Boolean()
+    returns_anywhere = fields.Boolean(metadata={
+        "description": "Returns taken at any store's till and by the shop (default); "
+                       "false: only at the store of the sale."})
     tier_grace_days = fields.Integer(strict=True, validate=validate.Range(0, 365))
     verification_threshold = fields.Integer(
         strict=True, allow_none=True, validate=validate.Range(0, MAX_POINTS),
@@ -118,7 +122,13 @@ class PurchaseInSchema(Schema):
     customer = fields.Nested(CustomerRefSchema)
     occurred_at = Moment(required=True, validate=not_in_the_future)
     currency = fields.String(required=True, validate=_currency)
-    total = Amount(required=True)
+    total = Amount(required=True, metadata={
+        "description": "The lines (quantity x unit_price) plus tax plus adjustments, within "
+                       "one minor unit per line, before the coupons this service applies."})
+    tax = Amount(metadata={"description": "Tax included in the total; earns no points."})
+    adjustments = SignedAmount(metadata={
+        "description": "The till's own changes to the lines' sum: negative for its "
+                       "markdowns, positive for charges (delivery, fees), which earn nothing."})
     lines = fields.List(fields.Nested(LineSchema), required=True,
                         validate=validate.Length(1, 1000))
     redeem_points = fields.Integer(strict=True, load_default=0,
@@ -138,6 +148,8 @@ class PurchaseSchema(Schema):
     occurred_at = fields.AwareDateTime()
     currency = fields.String()
     total = fields.String()
+    tax = fields.String()
+    adjustments = fields.String()
     discount = fields.String()
     paid = fields.String()
     points_earned = fields.Integer()
@@ -158,9 +170,16 @@ class ReturnLineSchema(Schema):
 
 
 class ReturnInSchema(Schema):
-    return_id = fields.String(required=True, validate=RECEIPT)
+    return_id = fields.String(required=True, validate=RECEIPT, metadata={
+        "description": "Unique per store taking the item back (its till's numbering)."})
     lines = fields.List(fields.Nested(ReturnLineSchema), validate=validate.Length(1, 1000))
     amount = Amount()
+    currency = fields.String(validate=_currency, metadata={
+        "description": "The refund's currency, if the till says it: must be the sale's."})
+    taken_at_store = fields.String(validate=validate.Length(1, 32), metadata={
+        "description": "The store taking the item back, for keys not bound to one (the "
+                       "shop: an online store; default the sale's store when online, else "
+                       "the online store in the sale's currency). A till's key implies it."})
 
     @validates_schema
     def _one_way(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -180,13 +199,85 @@ class ReturnSchema(Schema):
     return_id = fields.String()
     purchase_id = fields.Integer(allow_none=True)
     receipt_id = fields.String()
-    status = fields.String(metadata={"description": "applied, or held until the purchase"})
+    status = fields.String(metadata={
+        "description": "applied; held until the purchase arrives; expired: held longer "
+                       "than HELD_RETURN_DAYS (still applied if the purchase comes)"})
+    sale_store = fields.String(metadata={"description": "The store of the sale."})
+    taken_at_store = fields.String(metadata={
+        "description": "The store that took the item back."})
+    taken_by_key = fields.Integer(allow_none=True, metadata={
+        "description": "The id of the API key that took it back."})
+    created_at = fields.AwareDateTime()
+    applied_at = fields.AwareDateTime(allow_none=True)
+    expired_at = fields.AwareDateTime(allow_none=True)
+    currency = fields.String()
     amount = fields.String()
     points_reversed = fields.Integer()
     points_restored = fields.Integer()
     points_uncollected = fields.Integer()
     balance = fields.Integer(allow_none=True)
     note = fields.String(allow_none=True)
+
+
+ReturnPageSchema = page_of(ReturnSchema, "ReturnPage")
+
+
+class ReturnQuerySchema(PageArgs):
+    status = fields.String(validate=validate.OneOf(("held", "expired", "applied")),
+                           metadata={"description": "held: waiting for its sale; expired: "
+                                     "held longer than HELD_RETURN_DAYS."})
+
+
+class ReceiptLineSchema(Schema):
+    sku = fields.String()
+    category = fields.String(allow_none=True)
+    quantity = fields.Integer()
+    unit_price = fields.String()
+    amount = fields.String()
+    earns = fields.Boolean()
+    returned_quantity = fields.Integer()
+
+
+class ReceiptReturnSchema(Schema):
+    id = fields.Integer()
+    return_id = fields.String()
+    status = fields.String()
+    taken_at_store = fields.String(metadata={"description": "Where it was taken back."})
+    taken_by_key = fields.Integer(allow_none=True)
+    amount = fields.String()
+    points_reversed = fields.Integer()
+    points_restored = fields.Integer()
+    points_uncollected = fields.Integer()
+    created_at = fields.AwareDateTime()
+    applied_at = fields.AwareDateTime(allow_none=True)
+
+
+class ReceiptSchema(Schema):
+    """A sale as a receipt: its lines, returns, points and coupons."""
+
+    id = fields.Integer()
+    store_code = fields.String()
+    receipt_id = fields.String()
+    customer_id = fields.Integer(allow_none=True)
+    occurred_at = fields.AwareDateTime()
+    currency = fields.String()
+    total = fields.String()
+    tax = fields.String()
+    adjustments = fields.String()
+    discount = fields.String()
+    paid = fields.String()
+    returned = fields.String(metadata={"description": "Refunded so far."})
+    points_earned = fields.Integer()
+    points_pending = fields.Integer()
+    points_redeemed = fields.Integer()
+    points_reversed = fields.Integer()
+    points_restored = fields.Integer()
+    coupons_applied = fields.List(fields.Raw())
+    lines = fields.List(fields.Nested(ReceiptLineSchema))
+    returns = fields.List(fields.Nested(ReceiptReturnSchema))
+
+
+ReceiptPageSchema = page_of(ReceiptSchema, "ReceiptPage")
 
 
 class NextTierSchema(Schema):
@@ -328,8 +419,11 @@ class CouponQuerySchema(PageArgs):
 class BasketSchema(Schema):
     total = Amount(required=True)
     currency = fields.String(validate=_currency)
-    lines = fields.List(fields.Nested(LineSchema), required=True,
-                        validate=validate.Length(1, 1000))
+    lines = fields.List(fields.Nested(LineSchema), load_default=list,
+                        validate=validate.Length(0, 1000), metadata={
+                            "description": "May be empty (a cart or till that has not "
+                            "built its lines yet): offers on skus or categories then answer "
+                            "no_eligible_items."})
 
 
 class ValidateCouponSchema(Schema):

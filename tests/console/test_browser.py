@@ -11,9 +11,9 @@ from sqlalchemy import select
 
 from console.models import User
 from crm.db import db
-from crm.models import Customer, CustomerIdentifier, identifier_lookup
+from crm.models import Customer, CustomerIdentifier, Store, identifier_lookup
 from loyalty import points, settings
-from loyalty.models import LedgerEntry, Offer, Tier
+from loyalty.models import LedgerEntry, Offer, Purchase, Tier
 from tests.console.conftest import fresh
 
 
@@ -255,3 +255,23 @@ def test_merge_with_confirmation_unmerge_export_and_erase(demo, screen, factory)
     s.page.wait_for_load_state()
     assert "erased" in s.page.locator("h1").inner_text()
     s.check("customer-erased")
+
+
+def test_the_customer_page_shows_where_each_return_was_taken_back(demo, screen, factory,
+                                                                  client):
+    member = _demo_customer()
+    fresh()
+    sale = db.session.scalar(select(Purchase).where(Purchase.customer_id == member.id)
+                             .order_by(Purchase.occurred_at.desc()))
+    other = "SFO01" if db.session.get(Store, sale.store_id).code != "SFO01" else "NYC01"
+    till = factory.headers("pos", store=other)
+    r = client.post(f"/api/v1/purchases/{sale.id}/returns", headers=till,
+                    json={"return_id": "CONSOLE-R1", "amount": "1.00"})
+    assert r.status_code == 201, r.get_json()
+    s = screen("viewer")
+    s.go(f"/console/customers/{member.id}")
+    row = s.page.locator("#purchases tbody tr", has_text=sale.receipt_id)
+    expect(row).to_contain_text(f"CONSOLE-R1: $1.00 at {other} (applied)")
+    expect(s.page.get_by_role("cell", name=re.compile(
+        rf"return CONSOLE-R1 of receipt {sale.receipt_id} taken back at {other}"))).to_be_visible()
+    s.check("customer-360-returned-elsewhere")

@@ -47,6 +47,8 @@ def test_two_workers_serve_and_metrics_cover_both(database_url, tmp_path, app):
         count = re.search(r'crm_http_request_duration_seconds_count\{endpoint="health.healthz"'
                           r',method="GET",status="200"\} (\d+)', text)
         assert count and float(count.group(1)) >= 40, text[:2000]
+        # Collectors that read the database when scraped are served by every worker too.
+        assert re.search(r"^crm_held_returns_expired_total \d", text, re.M), text[-2000:]
     finally:
         server.terminate()
         server.wait(timeout=10)

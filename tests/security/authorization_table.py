@@ -72,10 +72,12 @@ ACCESS: dict[str, str] = {
     "GET /loyalty/expiring-points": "marketing admin",
     "POST /purchases": "tills shop admin",  # a till for its own store (the body names it)
     "POST /purchases/{purchase_id}/claim": "till shop admin",
-    # API.md: a return may be taken at any store's till (returns_anywhere); by purchase id
-    # the code answers only the sale's own till so far.
-    "POST /purchases/{purchase_id}/returns": "till shop admin",
+    # A return may be taken at any store's till (the program's returns_anywhere).
+    "POST /purchases/{purchase_id}/returns": "tills shop admin",
     "POST /returns": "tills shop admin",
+    "GET /returns": "tills shop marketing admin",  # a till: its store's; the shop: online
+    "GET /purchases/{purchase_id}": "tills shop marketing admin",
+    "GET /customers/{customer_id}/purchases": "tills shop marketing admin",
     "GET /customers/{customer_id}/points": "tills shop admin",
     "GET /customers/{customer_id}/points/ledger": "tills shop admin",
     "POST /customers/{customer_id}/points/adjustments": "admin",
