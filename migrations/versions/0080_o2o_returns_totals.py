@@ -39,7 +39,7 @@ def upgrade():
     with op.batch_alter_table("loyalty_program") as batch:
         batch.add_column(sa.Column("returns_anywhere", sa.Boolean(), nullable=False,
                                    server_default=sa.true()))
-    with op.batch_alter_table("purchases") as batch:
+    with _rebuilt("purchases") as batch:
         batch.add_column(sa.Column("tax", _BIG, nullable=False, server_default="0"))
         batch.add_column(sa.Column("adjustments", _BIG, nullable=False, server_default="0"))
         batch.drop_index("ix_purchases_customer_occurred")
@@ -94,7 +94,7 @@ def downgrade():
         batch.drop_column("expired_at")
         batch.drop_column("taken_key_id")
         batch.drop_column("taken_store_id")
-    with op.batch_alter_table("purchases") as batch:
+    with _rebuilt("purchases") as batch:
         batch.drop_index("ix_purchases_customer_occurred")
         batch.create_index("ix_purchases_customer_occurred", ["customer_id", "occurred_at"],
                            unique=False)
