@@ -21,7 +21,7 @@ from flask.views import MethodView
 from sqlalchemy import bindparam
 
 from crm import create_app
-from crm.api import Blueprint, api
+from crm.api import Blueprint, api_of
 from crm.auth import current_key, require
 from crm.db import db, utcnow
 from crm.money import to_minor
@@ -72,4 +72,4 @@ class Purchases(MethodView):
 
 
 app = create_app()
-api.register_blueprint(blp, url_prefix="/api/v1/bench")
+api_of(app).register_blueprint(blp, url_prefix="/api/v1/bench")

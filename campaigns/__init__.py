@@ -26,12 +26,13 @@ def init_app(app: Flask) -> None:
     from campaigns.verification import verification_blp
     from campaigns.webhooks import webhooks
     from crm import signals
-    from crm.api import api
+    from crm.api import api_of
     from crm.customers import customer_filters
     from crm.demo import demo_extensions
     from crm.privacy import export_sections
     from crm.timeline import timeline_sources, timeline_texts
 
+    api = api_of(app)
     api.register_blueprint(messages_blp, url_prefix="/api/v1")
     api.register_blueprint(surveys_blp, url_prefix="/api/v1")
     api.register_blueprint(segments_blp, url_prefix="/api/v1")

@@ -40,7 +40,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json = OrjsonProvider(app)  # answers keep their fields' order
 
     from crm import pii
-    from crm.api import api, init_api
+    from crm.api import init_api
     from crm.auth import load_key
     from crm.cli import register_cli
     from crm.db import db, write_intent
@@ -66,7 +66,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.before_request(refuse_unstorable_text)
     app.before_request(load_key)  # before the limiter, which counts per key
     init_limits(app)
-    init_api(app)
+    api = init_api(app)
     register_error_handlers(app)
     app.register_blueprint(health)
     api.register_blueprint(stores_blp, url_prefix="/api/v1/stores")

@@ -93,7 +93,6 @@ def schema_name(schema: Any) -> str:
     return name + "Patch" if getattr(schema, "partial", False) else name
 
 
-api = Api(spec_kwargs={"marshmallow_plugin": MarshmallowPlugin(schema_name_resolver=schema_name)})
 
 docs_assets = flask.Blueprint("docs_assets", __name__)
 
@@ -103,9 +102,20 @@ def docs_asset(filename: str) -> Response:
     return send_from_directory(swagger_ui_path, filename, max_age=86400)
 
 
-def init_api(app: Flask) -> None:
+def init_api(app: Flask) -> Api:
+    """The app's own Api (one per app: a second app in the same process, as the tests
+    make, must not reset the first one's OpenAPI document)."""
     for key, value in API_CONFIG.items():
         app.config.setdefault(key, value)
     app.url_map.converters["id"] = IdConverter
+    api = Api(spec_kwargs={
+        "marshmallow_plugin": MarshmallowPlugin(schema_name_resolver=schema_name)})
     api.init_app(app)
+    app.extensions["api"] = api
     app.register_blueprint(docs_assets)
+    return api
+
+
+def api_of(app: Flask) -> Api:
+    """The Api ``init_api`` made for ``app``, to register blueprints with."""
+    return app.extensions["api"]

@@ -7,7 +7,7 @@ from flask import Flask
 def init_app(app: Flask) -> None:
     """Register loyalty's blueprints, commands and profile fields."""
     from crm import signals
-    from crm.api import api
+    from crm.api import api_of
     from crm.customers import profile_extensions
     from crm.demo import demo_extensions
     from crm.privacy import export_sections
@@ -29,6 +29,7 @@ def init_app(app: Flask) -> None:
     from loyalty.referral_routes import referrals_blp, share_page
     from loyalty.routes import points_blp, program_blp, purchases_blp
 
+    api = api_of(app)
     api.register_blueprint(program_blp, url_prefix="/api/v1/loyalty")
     api.register_blueprint(purchases_blp, url_prefix="/api/v1")
     api.register_blueprint(points_blp, url_prefix="/api/v1/customers")
