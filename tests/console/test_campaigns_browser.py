@@ -104,8 +104,8 @@ def test_the_wizard_back_and_forth_review_run_and_report(demo, screen, twilio, f
         .group_by(CampaignRecipient.status)).all())
     for reason in ("holdout", "no_consent", "no_phone", "capped", "queued", "quiet"):
         assert shown[reason] == statuses.get(reason, 0), reason
-    queued = db.session.scalars(select(Message.to_number).where(
-        Message.campaign_id == campaign_id)).all()
+    queued = [m.to_number for m in db.session.scalars(select(Message).where(
+        Message.campaign_id == campaign_id))]
     assert len(queued) == shown["messages"] == len(twilio.messages)
     assert sorted(m["to"] for m in twilio.messages) == sorted(queued)
     assert db.session.get(Campaign, campaign_id).template == TEMPLATE
