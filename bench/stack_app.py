@@ -36,7 +36,8 @@ _P, _A = Purchase.__table__, Account.__table__
 _INSERT = Statement(_P.insert().returning(_P.c.id), columns=[
     "store_id", "receipt_id", "request_hash", "customer_id", "occurred_at", "currency",
     "total", "discount", "paid", "points_earned", "points_pending", "points_redeemed",
-    "coupons_applied", "returned_paid", "points_reversed", "points_restored", "created_at"])
+    "coupons_applied", "returned_paid", "points_reversed", "points_restored", "tax",
+    "adjustments", "created_at"])
 _UPDATE = Statement(_A.update().where(_A.c.customer_id == bindparam("customer_id"))
                     .values(balance=_A.c.balance + bindparam("points"))
                     .returning(_A.c.balance))
@@ -59,7 +60,8 @@ class Purchases(MethodView):
                 "currency": data["currency"], "total": total, "discount": 0, "paid": total,
                 "points_earned": total // 100, "points_pending": 0, "points_redeemed": 0,
                 "coupons_applied": [], "returned_paid": 0, "points_reversed": 0,
-                "points_restored": 0, "created_at": utcnow()}).scalar()
+                "points_restored": 0, "tax": 0, "adjustments": 0,
+                "created_at": utcnow()}).scalar()
             balance = sql.run(_UPDATE, {"points": points, "customer_id": customer_id,
                                         "updated_at": utcnow()}).scalar()
         db.session.commit()
