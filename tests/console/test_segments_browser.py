@@ -200,9 +200,12 @@ def test_groups_pick_lists_and_roles(demo, screen):
     kind = s.page.get_by_label("Match in group 2", exact=True)
     expect(kind).to_be_focused()
     kind.select_option("not")
+    s.page.wait_for_load_state("networkidle")  # each choice redraws the builder
     s.page.get_by_label("Field of condition 2.1", exact=True).select_option(
         label="Bought at store")
+    s.page.wait_for_load_state("networkidle")
     s.page.get_by_label("Comparison of condition 2.1", exact=True).select_option("in")
+    s.page.wait_for_load_state("networkidle")
     picks = s.page.get_by_role("group", name="Values of condition 2.1")
     expect(picks.get_by_role("checkbox")).not_to_have_count(0)
     picks.get_by_role("checkbox").first.check()
