@@ -99,11 +99,11 @@ def owners(pairs: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
 
 def _ensure_free(identifiers: dict[str, str | None], customer_id: int | None) -> None:
     pairs = [(kind, value) for kind, value in identifiers.items() if value is not None]
-    for (kind, value), owner in owners(pairs).items():
+    for (kind, _value), owner in owners(pairs).items():
         if owner != customer_id:
             field = next(f for f, k in IDENTIFIER_FIELDS.items() if k == kind)
             raise Conflict(
-                f"The {field} {value} belongs to customer {owner}.",
+                f"This {field} belongs to customer {owner}.",  # no value in errors
                 existing_customer_id=owner,
                 field=field,
             )

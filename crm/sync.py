@@ -96,7 +96,7 @@ def _parse(index: int, raw: Any, blocked: frozenset[str], phone_region: str,
             errors[name] = [str(e)]
             continue
         if is_blocked(kind, value, blocked):
-            notes.append(f"{name} {value} is a placeholder: ignored")
+            notes.append(f"{name} is a placeholder: ignored")  # no value in answers
         else:
             identifiers[kind] = value
     if errors:
