@@ -55,6 +55,7 @@ class Node:
     values: list[str] = member_list(default_factory=list)  # as typed
     value2: str = ""
     window_days: str = ""
+    was: str = ""  # the field this condition's value controls were drawn for (``.was``)
 
     @property
     def number(self) -> str:
@@ -102,7 +103,8 @@ def _read(form: Any, path: str, children: dict, depth: int) -> Node:
     return Node(path, "cond", field=form.get(f"{path}.field", ""),
                 op=form.get(f"{path}.op", ""), values=[v.strip() for v in many],
                 value2=form.get(f"{path}.value2", "").strip(),
-                window_days=form.get(f"{path}.window_days", "").strip())
+                window_days=form.get(f"{path}.window_days", "").strip(),
+                was=form.get(f"{path}.was", ""))
 
 
 def renumber(node: Node, path: str = ROOT) -> Node:
@@ -126,11 +128,16 @@ def find(node: Node, path: str) -> Node | None:
     return None
 
 
-def change(tree: Node, action: str) -> str | None:
+def change(tree: Node, action: str, field_changed: str | None = None) -> str | None:
     """Apply a builder button (``add-cond:r-1``, ``add-group:r``, ``remove:r-0-2``) and
-    fit each condition's operator to its field. Returns the id of the control that gets
-    the focus next (the new node's field, or the group that lost a member)."""
+    fit each condition's operator to its field; ``field_changed`` names the condition
+    whose field the marketer just changed (its value starts afresh if it was typed for a
+    field of another kind). Returns the id of the control that gets the focus next (the
+    new node's field, or the group that lost a member)."""
     verb, _, path = action.partition(":")
+    changed = find(tree, field_changed) if field_changed and verb == "refresh" else None
+    if changed is not None and changed.kind == "cond":
+        _refit(changed)
     target = find(tree, path)
     focus = None
     if verb in ("add-cond", "add-group") and target is not None and target.kind in GROUPS:
@@ -157,7 +164,29 @@ def _fit(node: Node) -> None:
         _fit(child)
     spec = node.spec if node.kind == "cond" else None
     if spec is not None and node.op not in spec.ops:
-        node.op = "gte" if "gte" in spec.ops else spec.ops[0]
+        node.op = _first_op(spec)
+
+
+def _first_op(spec: Any) -> str:
+    return "gte" if "gte" in spec.ops else spec.ops[0]
+
+
+def _refit(node: Node) -> None:
+    """The condition's field was just changed from ``was``: a value typed for a field of
+    another kind (an amount, and now a store list) is dropped, with the operator, and a
+    window the new field does not take."""
+    spec = node.spec
+    if spec is None or node.was == node.field:
+        return
+    if node.was not in FIELDS or _value_kind(node.was) != _value_kind(node.field):
+        node.op, node.values, node.value2 = _first_op(spec), [], ""
+    if not spec.window:
+        node.window_days = ""
+
+
+def _value_kind(field: str) -> tuple[str, str]:
+    """What a field's values look like: its type, and the list they are picked from."""
+    return FIELDS[field].kind, CHOICE_FIELDS.get(field, "")
 
 
 # -- the tree to a rule --------------------------------------------------------------------

@@ -177,7 +177,9 @@ def segment_builder() -> Any:
     tree again, as typed, with the change; htmx swaps it in and recounts."""
     _reads_only()
     tree = sf.read(request.form)
-    focus = sf.change(tree, request.form.get("action", "refresh"))
+    trigger = request.headers.get("HX-Trigger-Name", "")  # the control that posted
+    focus = sf.change(tree, request.form.get("action", "refresh"),
+                      field_changed=trigger[:-6] if trigger.endswith(".field") else None)
     segment_id = request.form.get("segment_id", "")
     segment = db.session.get(Segment, int(segment_id)) if segment_id.isdigit() else None
     name = request.form.get("name", "")

@@ -133,6 +133,35 @@ def test_builder_buttons_add_and_remove_nodes_keeping_the_rest(client, factory):
     assert 'value="400.00"' in changed.get_data(as_text=True)
 
 
+def test_a_changed_field_starts_a_value_of_another_kind_afresh(client, factory):
+    _, token = _signed_in(client)
+
+    def redraw(trigger: str, **changes: str) -> str:
+        headers = {"HX-Request": "true", "HX-Trigger-Name": trigger}
+        return client.post("/console/segments/builder", headers=headers, data={
+            **FORM, "r-0.was": "spend", **changes, "action": "refresh",
+            "csrf_token": token}).get_data(as_text=True)
+
+    # spend (an amount) to a store: the amount and the operator go; the window (both
+    # take one) stays
+    html = redraw("r-0.field", **{"r-0.field": "store"})
+    assert 'value="400.00"' not in html and 'value="30"' in html
+    assert re.search(r'id="r-0-value"[^>]*value=""', html)  # no stores here: a box
+    assert re.search(r'id="r-0-op".*?<option value="eq" selected>', html, re.S)
+    assert 'name="r-0.was" value="store"' in html
+    # spend to points (a whole number, no window): neither the amount nor the window fit
+    points = redraw("r-0.field", **{"r-0.field": "points_balance"})
+    assert 'value="400.00"' not in points and 'id="r-0-window"' not in points
+    # to a field whose values read the same (points_expiring: a number, a window): kept
+    same = redraw("r-0.field", **{"r-0.field": "points_expiring", "r-0.was": "points_balance",
+                                  "r-0.value": "50"})
+    assert 'value="50"' in same and 'value="30"' in same
+    # the operator changed on a condition drawn for the old field (its redraw not yet
+    # landed): the operator and value chosen are kept, nothing is reset
+    kept = redraw("r-0.op", **{"r-0.field": "store", "r-0.op": "in", "r-0.value": "NYC01"})
+    assert re.search(r'id="r-0-op".*?<option value="in" selected>', kept, re.S)
+
+
 def _live(client, token: str, form: dict) -> str:
     return client.post("/console/segments/count", headers={"HX-Request": "true"},
                        data={**form, "csrf_token": token}).get_data(as_text=True)
