@@ -329,35 +329,42 @@ def _test_limit() -> RateLimitItemPerHour:
 
 
 def _send_test(step: Step, draft: drafts.CampaignDraft) -> Any:
-    """The message rendered for the sample member, to the phone the user typed, through
-    the outbox as a test (sent at once, never counted in the report). SMS cost money:
-    at most CONSOLE_TEST_SMS_PER_HOUR a user."""
+    """A wizard step's "Send a test to me": the message as previewed for the sample
+    member."""
     phone = request.form.get("test_phone", "").strip()[:40]
     errors = validate(BY_SLUG["message"], draft.values)
     sample = None if errors else _sample(draft.values)
-    if not errors and (sample is None or "body" not in sample):
-        errors = {"template": ["Choose a segment with members first: the test shows the "
-                               "message as one of them gets it."]}
     if not errors:
-        try:
-            phone = normalize_phone(phone, current_app.config["DEFAULT_REGION"])
-        except InvalidIdentifier as e:
-            errors = {"test_phone": [str(e)]}
-    if not errors and not limiter.limiter.hit(_test_limit(), "console-test-sms",
-                                              str(current_user.id)):
-        errors = {"test_phone": ["You have sent as many tests as an hour allows; try "
-                                 "again later."]}
+        errors, phone = _queue_test(sample, phone, draft.campaign_id, draft.id)
     if errors:
         return _render_step(step, draft, errors, 422, test_phone=phone)
-    message = outbox.queue_test(sample["body"], phone, draft.campaign_id)
+    return redirect(url_for("console.campaign_step", draft_id=draft.id, slug=step.slug))
+
+
+def _queue_test(sample: dict[str, Any] | None, phone: str, campaign_id: int | None,
+                draft_id: int | None) -> tuple[dict[str, list[str]], str]:
+    """The message rendered for the sample member, to the phone the user typed, through
+    the outbox as a test (sent at once, never counted in the report). SMS cost money:
+    at most CONSOLE_TEST_SMS_PER_HOUR a user. Answers the errors (none when queued) and
+    the phone as normalised."""
+    if sample is None or "body" not in sample:
+        return {"template": ["Choose a segment with members first: the test shows the "
+                             "message as one of them gets it."]}, phone
+    try:
+        phone = normalize_phone(phone, current_app.config["DEFAULT_REGION"])
+    except InvalidIdentifier as e:
+        return {"test_phone": [str(e)]}, phone
+    if not limiter.limiter.hit(_test_limit(), "console-test-sms", str(current_user.id)):
+        return {"test_phone": ["You have sent as many tests as an hour allows; try "
+                               "again later."]}, phone
+    message = outbox.queue_test(sample["body"], phone, campaign_id)
     db.session.flush()
     audit.record("send_test", "message", message.id, fields=["phone"],
-                 after={"campaign_id": draft.campaign_id, "draft_id": draft.id},
-                 actor=actor())
+                 after={"campaign_id": campaign_id, "draft_id": draft_id}, actor=actor())
     db.session.commit()
     flash(f"A test was queued to {phone} (message {message.id}); it goes out with the "
           "next run of the sender.", "ok")
-    return redirect(url_for("console.campaign_step", draft_id=draft.id, slug=step.slug))
+    return {}, phone
 
 
 # -- review --------------------------------------------------------------------------------
@@ -386,17 +393,46 @@ def review_figures(campaign: Campaign) -> dict[str, Any]:
 
 @bp.get("/campaigns/<int:campaign_id>/review")
 def campaign_review(campaign_id: int) -> Any:
+    return _review(_campaign(campaign_id), _review_draft())
+
+
+@bp.post("/campaigns/<int:campaign_id>/test")
+@role("marketer")
+def campaign_review_test(campaign_id: int) -> Any:
+    """The review step's "Send a test to me": the message as the review shows it."""
+    campaign, draft = _campaign(campaign_id), _review_draft()
+    code = "X" * SAMPLE_CODE_LENGTH if "coupon_code" in campaign_settings.template_fields(
+        campaign.template) else None
+    sample = planner.sample_message(campaign.segment_id, campaign.template, utcnow(), code)
+    errors, phone = _queue_test(sample, request.form.get("test_phone", "").strip()[:40],
+                                campaign.id, draft.id if draft else None)
+    if errors:
+        return _review(campaign, draft, errors, phone), 422
+    return redirect(url_for("console.campaign_review", campaign_id=campaign.id,
+                            draft=draft.id if draft else None))
+
+
+def _campaign(campaign_id: int) -> Campaign:
     campaign = db.session.get(Campaign, campaign_id)
     if campaign is None:
         abort(404)
-    draft_id = request.args.get("draft", "")
-    draft = drafts.mine(int(draft_id), current_user.id) if draft_id.isdigit() else None
+    return campaign
+
+
+def _review_draft() -> drafts.CampaignDraft | None:
+    draft_id = request.values.get("draft", "")
+    return drafts.mine(int(draft_id), current_user.id) if draft_id.isdigit() else None
+
+
+def _review(campaign: Campaign, draft: drafts.CampaignDraft | None,
+            errors: dict[str, list[str]] | None = None, test_phone: str = "") -> str:
     segment = db.session.get(Segment, campaign.segment_id)
     offer = db.session.get(Offer, campaign.offer_id) if campaign.offer_id else None
     return render_template("console/campaign_review.html", campaign=campaign, draft=draft,
                            segment=segment, offer=offer,
                            f=None if campaign.status == "completed" else review_figures(campaign),
-                           schedule_text=schedule_text(campaign.schedule))
+                           schedule_text=schedule_text(campaign.schedule),
+                           errors=errors or {}, test_phone=test_phone)
 
 
 # -- report --------------------------------------------------------------------------------

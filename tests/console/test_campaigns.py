@@ -9,6 +9,7 @@ import csv
 import io
 import re
 from datetime import UTC, datetime, timedelta
+from html import unescape as html_unescape
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -176,6 +177,39 @@ def test_send_a_test_to_me_goes_through_the_outbox_marked_as_a_test(client, demo
     audit = db.session.scalar(select(AuditLog).where(AuditLog.action == "send_test"))
     assert audit.actor.endswith(":marketer@demo.example.com")
     assert "+14155552671" not in str(audit.before) + str(audit.after)
+
+
+def test_send_a_test_from_the_review_step_sends_what_the_review_shows(client, demo, twilio):
+    token = signed_in(client, "marketer")
+    done = _walk(client, token, _new_draft(client, token))
+    review_url = done.headers["Location"]
+    campaign_id = int(re.search(r"/campaigns/(\d+)/review", review_url).group(1))
+    draft_id = re.search(r"draft=(\d+)", review_url).group(1)
+    html = client.get(review_url).get_data(as_text=True)
+    assert "Send a test to me" in html
+    shown = re.search(r'<blockquote class="sms-preview">(.*?)</blockquote>', html, re.S).group(1)
+    bad = client.post(f"/console/campaigns/{campaign_id}/test",
+                      data={"csrf_token": token, "draft": draft_id, "test_phone": "12"})
+    assert bad.status_code == 422
+    page = bad.get_data(as_text=True)
+    assert 'id="test_phone-error"' in page and 'id="review-audience"' in page
+    sent = client.post(f"/console/campaigns/{campaign_id}/test",
+                       data={"csrf_token": token, "draft": draft_id,
+                             "test_phone": "(415) 555-2671"})
+    assert sent.status_code == 302
+    assert sent.headers["Location"].endswith(f"/campaigns/{campaign_id}/review?draft={draft_id}")
+    fresh()
+    message = db.session.scalar(select(Message).where(Message.purpose == "test"))
+    assert message.campaign_id == campaign_id and message.customer_id is None
+    assert html_unescape(shown.strip()) == message.body
+    drain()
+    assert [m["body"] for m in twilio.sent_to("+14155552671")] == [message.body]
+    # the test is no recipient of the campaign: its run and report do not count it
+    assert db.session.scalar(select(func.count()).select_from(CampaignRecipient)
+                             .where(CampaignRecipient.campaign_id == campaign_id)) == 0
+    viewer = signed_in(client, "viewer")
+    assert client.post(f"/console/campaigns/{campaign_id}/test", data={
+        "csrf_token": viewer, "test_phone": "+14155552671"}).status_code == 403
 
 
 def test_tests_are_limited_per_user_per_hour(client, demo, app):

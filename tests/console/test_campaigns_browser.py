@@ -89,6 +89,11 @@ def test_the_wizard_back_and_forth_review_run_and_report(demo, screen, twilio, f
                                            "no_phone", "capped", "queued", "quiet",
                                            "messages")}
     assert shown["audience"] > 0 and shown["holdout"] > 0 and shown["queued"] > 0
+    sample = page.locator(".sms-preview").inner_text()
+    page.get_by_label("Your phone number").fill("(415) 555-2671")
+    page.get_by_role("button", name="Send a test to me").click()
+    expect(page.get_by_text("A test was queued to +14155552671").first).to_be_visible()
+    s.check("campaign-review-test-sent")
     page.get_by_role("button", name="Activate campaign").click()
     page.wait_for_url(re.compile(r"/console/campaigns$"))
     expect(page.locator(f"#campaign-{campaign_id}")).to_contain_text("active")
@@ -105,9 +110,12 @@ def test_the_wizard_back_and_forth_review_run_and_report(demo, screen, twilio, f
     for reason in ("holdout", "no_consent", "no_phone", "capped", "queued", "quiet"):
         assert shown[reason] == statuses.get(reason, 0), reason
     queued = [m.to_number for m in db.session.scalars(select(Message).where(
-        Message.campaign_id == campaign_id))]
-    assert len(queued) == shown["messages"] == len(twilio.messages)
-    assert sorted(m["to"] for m in twilio.messages) == sorted(queued)
+        Message.campaign_id == campaign_id, Message.purpose != "test"))]
+    tests = twilio.sent_to("+14155552671")
+    assert [m["body"] for m in tests] == [sample]  # the review's message, as a test
+    sent = [m for m in twilio.messages if m not in tests]
+    assert len(queued) == shown["messages"] == len(sent)
+    assert sorted(m["to"] for m in sent) == sorted(queued)
     assert db.session.get(Campaign, campaign_id).template == TEMPLATE
 
     api = page.request.get(f"{s.base}/api/v1/campaigns/{campaign_id}/report",
