@@ -81,6 +81,10 @@ def _domain_errors(e: DomainError) -> dict[str, list[str]]:
     return errors or {"_schema": [e.detail]}
 
 
+MISSING = {"name": "Give the campaign a name.", "segment_id": "Choose a segment.",
+           "template": "Write the message."}
+
+
 def validate(step: Step, values: dict[str, str]) -> dict[str, list[str]]:
     """The step's fields through the API's schema, then the service's own checks."""
     data = drafts.payload(values, user_zone())
@@ -90,7 +94,11 @@ def validate(step: Step, values: dict[str, str]) -> dict[str, list[str]]:
     try:
         CampaignSchema(only=step.api).load({k: data[k] for k in step.api})
     except ValidationError as e:
-        return _flat(e.messages)
+        errors = _flat(e.messages)
+        for name, text in MISSING.items():  # said plainly when left empty
+            if name in errors and not str(values.get(name, "")).strip():
+                errors[name] = [text]
+        return errors
     try:
         if step.slug == "segment":
             get_or_404(Segment, data["segment_id"], "segment")

@@ -124,6 +124,21 @@ def number(value: Any) -> str:
     return "—" if value is None else f"{value:,}"
 
 
+def offer_terms(offer: Any) -> str:
+    """What an offer gives, as a marketer reads it: "10% off", "$5.00 off"."""
+    value = Decimal(offer.value)
+    plain = f"{value.normalize():f}"
+    if offer.kind == "percent":
+        return f"{plain}% off"
+    if offer.kind == "amount":
+        return f"{format_currency(value, offer.currency, locale='en_US')} off"
+    if offer.kind == "points_multiplier":
+        return f"points times {plain}"
+    if offer.kind == "bonus_points":
+        return f"{plain} bonus points"
+    return "a free item"
+
+
 def _page(status: int, title: str, detail: str) -> tuple[str, int]:
     return render_template("console/error.html", status=status, title=title,
                            detail=detail), status
@@ -170,6 +185,7 @@ def init_web(app: Flask) -> None:
     login_manager.session_protection = "strong"
     login_manager.init_app(app)
     csrf.init_app(app)
-    app.jinja_env.filters.update(when=when, money=money, number=number)
+    app.jinja_env.filters.update(when=when, money=money, number=number,
+                                  offer_terms=offer_terms)
     app.jinja_env.globals.update(can=can, now=lambda: datetime.now(UTC))
     app.add_url_rule("/", "root", lambda: redirect(url_for("console.dashboard")))

@@ -102,6 +102,21 @@ def test_back_next_and_errors_keep_everything_typed(client, demo):
     assert db.session.scalar(select(func.count()).select_from(Campaign)) == 1  # the demo's
 
 
+def test_empty_required_fields_are_said_plainly_and_offers_read_as_terms(client, demo):
+    """Found walking the wizard as a new user: Next on an empty first step said "Not a
+    valid integer." for the segment, and the offer list showed "percent 1E+1"."""
+    token = signed_in(client, "marketer")
+    base = _new_draft(client, token)
+    empty = _step(client, token, base, "segment").get_data(as_text=True)
+    assert "Give the campaign a name." in empty and "Choose a segment." in empty
+    assert "Not a valid integer" not in empty
+    _step(client, token, base, "segment", name="W", segment_id=str(_segment_id()))
+    assert "Write the message." in _step(client, token, base, "message",
+                                         template="").get_data(as_text=True)
+    offers = client.get(f"{base}/offer").get_data(as_text=True)
+    assert "Demo 10% off (10% off)" in offers and "1E+1" not in offers
+
+
 def test_the_preview_renders_for_a_real_member_as_the_run_does(client, demo):
     token = signed_in(client, "marketer")
     base = _new_draft(client, token)
@@ -301,3 +316,16 @@ def test_bad_limits_are_shown_at_their_field_and_nothing_is_saved(client, demo, 
     assert f'id="{error}-error"' in answer.get_data(as_text=True)
     fresh()
     assert db.session.scalar(select(func.count()).select_from(Campaign)) == 1
+
+
+@pytest.mark.parametrize("kind, value, said", [
+    ("percent", "12.5", "12.5% off"), ("amount", "5", "$5.00 off"),
+    ("points_multiplier", "2", "points times 2"), ("bonus_points", "100", "100 bonus points"),
+    ("free_item", "0", "a free item")])
+def test_offer_terms(kind, value, said):
+    from decimal import Decimal
+    from types import SimpleNamespace
+
+    from console.web import offer_terms
+
+    assert offer_terms(SimpleNamespace(kind=kind, value=Decimal(value), currency="USD")) == said
