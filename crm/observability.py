@@ -53,6 +53,10 @@ def configure_logging(level: str) -> None:
         handler.setFormatter(JsonFormatter())
         root.addHandler(handler)
     root.setLevel(level.upper())
+    # APScheduler says "Running job ... executed successfully" for every run of every
+    # job (some run each second): its failures still show, as warnings and errors.
+    logging.getLogger("apscheduler.executors").setLevel(
+        max(logging.WARNING, root.getEffectiveLevel()))
 
 
 def _start() -> None:
