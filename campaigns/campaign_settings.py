@@ -11,6 +11,7 @@ from typing import Any
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Select, select
 
+from campaigns import date_jobs
 from campaigns.models import Campaign, Segment
 from crm.db import db, utcnow
 from crm.errors import Conflict, Invalid, get_or_404
@@ -93,7 +94,18 @@ def update_campaign(campaign_id: int, data: dict[str, Any]) -> Campaign:
     for name, value in data.items():
         setattr(campaign, name, value)
     db.session.flush()
+    if campaign.status == "active":
+        start_on_time(campaign)
     return campaign
+
+
+def start_on_time(campaign: Campaign) -> None:
+    """A one-off campaign of an active campaign starts at its time (now, if that has
+    passed), not at the next look of the ``run-campaigns`` job."""
+    at = campaign.schedule.get("at")
+    if at is not None and campaign.last_run_at is None:
+        date_jobs.run_at("run-campaigns", datetime.fromisoformat(at),
+                         key=f"campaign-{campaign.id}-{at}")
 
 
 def list_campaigns() -> Select[tuple[Campaign]]:
@@ -108,6 +120,7 @@ def activate(campaign_id: int, now: datetime | None = None) -> Campaign:
         campaign.status = "active"
         campaign.activated_at = now or utcnow()
     db.session.flush()
+    start_on_time(campaign)
     return campaign
 
 

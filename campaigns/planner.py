@@ -26,7 +26,7 @@ from sqlalchemy import func, select, true
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.sql.elements import ColumnElement
 
-from campaigns import segments
+from campaigns import date_jobs, segments
 from campaigns.campaign_settings import is_due, template_fields
 from campaigns.models import (
     Campaign,
@@ -63,12 +63,26 @@ def run_due(now: datetime | None = None) -> dict[str, int]:
             continue
         try:
             with db.session.begin_nested():  # one campaign's failure is not the others'
-                counts.update(run(campaign, now))
-            counts["runs"] += 1
+                ran = _run_if_still_due(campaign, now)
+            if ran is not None:
+                counts.update(ran)
+                counts["runs"] += 1
         except Exception:  # logged with its traceback; the other campaigns go on
             log.exception("campaign %s could not run", campaign.id)
             counts["failed_runs"] += 1
+    if counts["queued"]:  # the sender need not wait for its next turn
+        date_jobs.run_at("send-outbox", now)
     return dict(counts)
+
+
+def _run_if_still_due(campaign: Campaign, now: datetime) -> dict[str, int] | None:
+    """Run ``campaign`` unless a run that held its lock before (the job, run early by a
+    date job and on time by its interval) has just done it."""
+    lock(f"campaign:{campaign.id}")
+    db.session.refresh(campaign)
+    if campaign.status != "active" or not is_due(campaign, now):
+        return None
+    return run(campaign, now)
 
 
 def holdout(campaign_id: int, customer_id: int, percent: int) -> bool:

@@ -6,7 +6,9 @@ a PostgreSQL session advisory lock (held by a connection of its own) or, on SQLi
 an exclusive lock on a file beside the database. The others try again every
 SCHEDULER_POLL_SECONDS; when the active process dies, its connection (or file) closes,
 the lock is free, and a standby takes over within that time. The active process checks
-its lock as often, and stops its scheduler if it lost it.
+its lock as often, and stops its scheduler if it lost it; at the same time it wakes its
+scheduler, which then sees the date jobs other processes wrote into the job store
+(``campaigns.date_jobs``: a campaign's start, a survey due now) within that time too.
 """
 
 from __future__ import annotations
@@ -95,8 +97,8 @@ def build(app: Flask) -> BackgroundScheduler:
         timezone="UTC")
     wanted = jobs.schedule(app.config)
     scheduler.start(paused=True)
-    for job in scheduler.get_jobs():
-        if job.id not in wanted:
+    for job in scheduler.get_jobs():  # jobs no longer wanted; date jobs stay (run_at)
+        if job.id.split("@", 1)[0] not in wanted:
             job.remove()
     for name, trigger in wanted.items():
         scheduler.add_job("campaigns.jobs:run", args=[name], id=name, name=name,
@@ -126,6 +128,9 @@ def run(app: Flask, stop: threading.Event) -> None:
                     if not lock.held():
                         log.warning("scheduler %s: lost the leader lock", jobs.NODE)
                         break
+                    # date jobs written by other processes (campaigns.date_jobs): the
+                    # scheduler only looks at its store when it expects a job of its own
+                    scheduler.wakeup()
             finally:
                 scheduler.shutdown(wait=True)
                 lock.release()

@@ -22,7 +22,7 @@ from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import Select, case, func, select
 
-from campaigns import hook_events, outbox
+from campaigns import date_jobs, hook_events, outbox
 from campaigns.models import Survey, SurveyInvitation, SurveyResponse
 from crm import audit
 from crm.customers import phones_of
@@ -115,12 +115,18 @@ def on_purchase(_sender: Any, purchase: Any, **_: Any) -> None:
     surveys = active_surveys()
     if not surveys or purchase.occurred_at < utcnow() - OLDEST_PURCHASE:
         return
+    now = utcnow()
     db.session.execute(
         insert_ignoring_conflicts(SurveyInvitation.__table__, "survey_id", "purchase_id"),
         [{"survey_id": survey_id, "customer_id": purchase.customer_id,
           "purchase_id": purchase.id, "store_id": purchase.store_id, "status": "scheduled",
-          "due_at": purchase.occurred_at + timedelta(hours=delay), "created_at": utcnow()}
+          "due_at": purchase.occurred_at + timedelta(hours=delay), "created_at": now}
          for survey_id, delay in surveys])
+    # An invitation due before the dispatch job's next turn (delay_hours 0) goes out on
+    # time: a date job, one per second however many sales that second has.
+    soonest = purchase.occurred_at + timedelta(hours=min(delay for _, delay in surveys))
+    if soonest < now + timedelta(seconds=current_app.config["SURVEY_DISPATCH_SECONDS"]):
+        date_jobs.run_at("dispatch-surveys", soonest)
 
 
 def dispatch(now: datetime | None = None) -> dict[str, int]:
@@ -136,6 +142,8 @@ def dispatch(now: datetime | None = None) -> dict[str, int]:
             .order_by(SurveyInvitation.due_at, SurveyInvitation.id).limit(BATCH)
             .with_for_update(of=SurveyInvitation)))
         if not due:
+            if counts["invited"]:  # the sender need not wait for its next turn
+                date_jobs.run_at("send-outbox", now)
             return counts
         people = {inv.customer_id for inv in due}
         customers = {c.id: c for c in db.session.scalars(
