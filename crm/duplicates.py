@@ -2,10 +2,13 @@
 
 Candidates come from blocking keys, so nobody is compared with every customer: the same
 birthday, the same last name and first initial, the same last seven digits of a phone,
-the same first five characters of an email (each a short blind index, crm/pii.py: the
-values themselves are sealed). Each candidate pair is then scored with
-rapidfuzz on names and emails, Fellegi-Sunter style: agreement on each field adds its
-weight, and the reasons say which fields agreed. Nothing is ever merged automatically.
+the same first five characters of an email, the same look-alike form of an email (its
+skeleton: an address with a Cyrillic letter reads as the Latin one it imitates), each a
+short blind index (crm/pii.py: the values themselves are sealed). Each candidate pair
+is then scored with rapidfuzz on names and emails, Fellegi-Sunter style: agreement on
+each field adds its weight, and the reasons say which fields agreed; look-alike emails
+and names are named as such, with the characters that only look Latin. Nothing is ever
+merged automatically.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from sqlalchemy import and_, func, select, union
 from sqlalchemy.orm import aliased, selectinload
 
 from crm.db import db, insert_ignoring_conflicts, utcnow
+from crm.identifiers import look_alikes, skeleton
 from crm.models import Customer, CustomerIdentifier, DuplicateSuggestion
 
 THRESHOLD = 50
@@ -52,6 +56,10 @@ def _candidate_pairs(ids: list[int]) -> set[tuple[int, int]]:
         .join(ia, and_(ia.customer_id == a.id, ia.kind == "email"))
         .join(ib, and_(ib.kind == "email", ib.fragment == ia.fragment))
         .join(b, and_(b.id == ib.customer_id, live)).where(a.id.in_(ids)),
+        select(a.id, b.id).select_from(a)
+        .join(ia, and_(ia.customer_id == a.id, ia.alike.is_not(None)))
+        .join(ib, ib.alike == ia.alike)
+        .join(b, and_(b.id == ib.customer_id, live)).where(a.id.in_(ids)),
     ]
     return {(x, y) for x, y in db.session.execute(union(*blocks))}
 
@@ -60,11 +68,20 @@ def _name(c: Customer) -> str:
     return " ".join(p for p in (c.first_name, c.last_name) if p).lower()
 
 
+def _look_alike_reason(what: str, one: str, other: str) -> str:
+    chars = look_alikes(one) + [c for c in look_alikes(other) if c not in look_alikes(one)]
+    return f"look-alike {what} ({', '.join(chars)})" if chars else f"look-alike {what}"
+
+
 def score(one: Customer, other: Customer) -> tuple[int, list[str]]:
     points, reasons = 0, []
-    if _name(one) and _name(other):
-        similarity = fuzz.token_sort_ratio(_name(one), _name(other))
-        if similarity >= 90:
+    name_one, name_other = _name(one), _name(other)
+    if name_one and name_other:
+        similarity = fuzz.token_sort_ratio(name_one, name_other)
+        if similarity < 90 and skeleton(name_one) == skeleton(name_other):
+            points, reasons = points + 35, [
+                *reasons, _look_alike_reason("name", name_one, name_other)]
+        elif similarity >= 90:
             points, reasons = points + 35, [*reasons, "same name"]
         elif similarity >= 75:
             points, reasons = points + 20, [*reasons, f"similar name ({similarity:.0f})"]
@@ -73,10 +90,15 @@ def score(one: Customer, other: Customer) -> tuple[int, list[str]]:
     phones = [(p, q) for p in _ids(one, "phone") for q in _ids(other, "phone")]
     if any(p[-7:] == q[-7:] for p, q in phones):
         points, reasons = points + 25, [*reasons, "phone numbers end alike"]
-    best = max((fuzz.ratio(p.split("@")[0], q.split("@")[0])
-                for p in _ids(one, "email") for q in _ids(other, "email")), default=0)
-    if best >= 85:
-        points, reasons = points + 25, [*reasons, f"similar email ({best:.0f})"]
+    emails = [(p, q) for p in _ids(one, "email") for q in _ids(other, "email")]
+    alike = next(((p, q) for p, q in emails if p != q and skeleton(p) == skeleton(q)), None)
+    if alike:  # one address made to look like the other: as strong as a shared one
+        points, reasons = points + 60, [*reasons, _look_alike_reason("email", *alike)]
+    else:
+        best = max((fuzz.ratio(p.split("@")[0], q.split("@")[0]) for p, q in emails),
+                   default=0)
+        if best >= 85:
+            points, reasons = points + 25, [*reasons, f"similar email ({best:.0f})"]
     return min(points, 100), reasons
 
 

@@ -1,12 +1,20 @@
 """Normalising identifiers, so that the same person's email or phone written two ways is
-one value: email validated and lowercased (no DNS look-up), phone in E.164, card and
-external ids trimmed and uppercased where that is safe."""
+one value: first Unicode NFKC (fullwidth letters and ``\\uff20`` are plain ASCII),
+then email validated and lowercased (no DNS look-up), phone in E.164, card and external
+ids trimmed and uppercased where that is safe.
+
+NFKC cannot join look-alikes from other scripts (a Cyrillic ``o``, U+043E): such
+a value stays a valid, different identifier, and ``skeleton`` gives the form the duplicate
+finder compares, from Unicode's confusables table (``confusable_homoglyphs``)."""
 
 from __future__ import annotations
 
 import re
+import unicodedata
+from functools import lru_cache
 
 import phonenumbers
+from confusable_homoglyphs import confusables
 from email_validator import EmailNotValidError, validate_email
 
 # Bumped whenever normalisation changes what a value becomes: blind indexes carry it, so
@@ -30,7 +38,13 @@ _PLAIN_EMAIL = re.compile(
 _SPECIAL_USE_TLDS = {"arpa", "invalid", "local", "localhost", "onion", "test"}
 
 
+def nfkc(value: str) -> str:
+    """Unicode compatibility normalisation (plain ASCII is returned as it is)."""
+    return value if value.isascii() else unicodedata.normalize("NFKC", value)
+
+
 def normalize_email(value: str) -> str:
+    value = nfkc(value)
     plain = value.strip().lower()
     if _PLAIN_EMAIL.match(plain) and plain.rsplit(".", 1)[1] not in _SPECIAL_USE_TLDS:
         return plain
@@ -43,7 +57,7 @@ def normalize_email(value: str) -> str:
 
 def normalize_phone(value: str, region: str) -> str:
     try:
-        number = phonenumbers.parse(value, region)
+        number = phonenumbers.parse(nfkc(value), region)
     except phonenumbers.NumberParseException:
         raise InvalidIdentifier("Not a phone number.") from None
     if not phonenumbers.is_valid_number(number):
@@ -54,14 +68,14 @@ def normalize_phone(value: str, region: str) -> str:
 
 
 def normalize_card(value: str) -> str:
-    card = re.sub(r"[\s-]", "", value).upper()
+    card = re.sub(r"[\s-]", "", nfkc(value)).upper()
     if not _CARD.match(card):
         raise InvalidIdentifier("A card number is 4 to 32 letters or digits.")
     return card
 
 
 def normalize_external(value: str) -> str:
-    value = value.strip()
+    value = nfkc(value).strip()
     if not _EXTERNAL.match(value):
         raise InvalidIdentifier("An external id is 1 to 64 printable characters, no spaces.")
     return value
@@ -78,6 +92,32 @@ def normalize(kind: str, value: str, region: str = "US") -> str:
     if kind in ("shop", "pos"):
         return normalize_external(value)
     raise InvalidIdentifier(f"Unknown identifier kind {kind!r}.")
+
+
+@lru_cache(maxsize=4096)
+def _look_alike(char: str) -> tuple[str, str] | None:
+    """The Latin letter or common sign that ``char`` can be taken for, and ``char``'s
+    Unicode name, from Unicode's confusables table; None if it looks like none."""
+    found = confusables.is_confusable(char, preferred_aliases=["latin", "common"])
+    for homoglyph in found or ():
+        for candidate in homoglyph["homoglyphs"]:
+            if candidate["c"].isascii():
+                return candidate["c"].lower(), unicodedata.name(char, f"U+{ord(char):04X}")
+    return None
+
+
+def skeleton(value: str) -> str:
+    """``value`` (already normalised) with each look-alike of a Latin letter written as
+    that letter: two values with the same skeleton look the same to a person."""
+    if value.isascii():
+        return value
+    return "".join(alike[0] if (alike := _look_alike(c)) else c for c in value)
+
+
+def look_alikes(value: str) -> list[str]:
+    """The names of the characters of ``value`` that only look like Latin letters."""
+    return sorted({alike[1] for c in set(value) if not c.isascii()
+                   and (alike := _look_alike(c))})
 
 
 # Values many people share or that tills type when the customer gives none. They are

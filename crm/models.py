@@ -21,6 +21,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm import pii
 from crm.db import BigId, db, utcnow
+from crm.identifiers import skeleton
 from crm.sealed import NotInSql, Sealed
 
 CHANNELS = ("store", "online")
@@ -197,13 +198,22 @@ def identifier_fragment(kind: str, value: str) -> str | None:
     return None
 
 
+def identifier_alike(kind: str, value: str) -> str | None:
+    """The blocking key of look-alike emails: a short blind index of the email's
+    skeleton (``crm.identifiers.skeleton``), which an address with a Cyrillic ``o`` (U+043E)
+    shares with the Latin one it imitates. Never the skeleton itself: that would be the
+    address in plain text."""
+    return pii.fragment_index("email_skeleton", skeleton(value)) if kind == "email" else None
+
+
 def identifier_row(row_id: int, customer_id: int, kind: str, value: str) -> dict[str, Any]:
     """A customer_identifiers row for bulk inserts (its id allocated first)."""
     return {"id": row_id, "customer_id": customer_id, "kind": kind,
             "lookup": identifier_lookup(kind, value),
             "sealed": pii.seal("customer_identifiers", "sealed", row_id, value)
             if kind in PERSONAL_KINDS else None,
-            "fragment": identifier_fragment(kind, value)}
+            "fragment": identifier_fragment(kind, value),
+            "alike": identifier_alike(kind, value)}
 
 
 class _IdentifierValue(NotInSql):
@@ -222,6 +232,7 @@ class _IdentifierValue(NotInSql):
             raise TypeError("set an identifier's kind before its value")
         obj.lookup = identifier_lookup(obj.kind, value)
         obj.fragment = identifier_fragment(obj.kind, value)
+        obj.alike = identifier_alike(obj.kind, value)
         if obj.kind in PERSONAL_KINDS:
             obj._secret = value
 
@@ -236,6 +247,7 @@ class CustomerIdentifier(db.Model):
     __table_args__ = (
         UniqueConstraint("kind", "lookup"),
         Index("ix_customer_identifiers_fragment", "kind", "fragment"),
+        Index("ix_customer_identifiers_alike", "alike"),
         CheckConstraint(
             "kind IN ('email', 'phone', 'card', 'shop', 'pos')", name="kind"
         ),
@@ -249,6 +261,7 @@ class CustomerIdentifier(db.Model):
     lookup: Mapped[str] = mapped_column(String(320))
     sealed: Mapped[str | None] = mapped_column(Text)
     fragment: Mapped[str | None] = mapped_column(String(24))
+    alike: Mapped[str | None] = mapped_column(String(24))  # identifier_alike
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     customer: Mapped[Customer] = relationship(back_populates="identifiers")

@@ -18,7 +18,7 @@ from sqlalchemy import event, insert, make_url, select, text
 from campaigns import inbound, outbox
 from crm import create_app, pii, rekey
 from crm.db import db
-from crm.models import Customer, CustomerIdentifier, identifier_row
+from crm.models import Customer, CustomerIdentifier, identifier_alike, identifier_row
 
 MARKERS = {"email": "zqmarker7431@example.com", "phone": "+12125550199",
            "card_number": "ZQCARD7431", "birthday": "1987-03-14"}
@@ -201,6 +201,9 @@ def test_the_migration_seals_existing_rows(app, client, factory):
         assert db.session.scalar(text("SELECT count(*) FROM customer_identifiers "
                                       "WHERE sealed LIKE '%zqmarker%' OR lookup LIKE '%zqmarker%' "
                                       "OR lookup LIKE '%5550199%'")) == 0
+        # 0084 opened the sealed email for the blind index of its look-alike form
+        assert db.session.scalar(text("SELECT alike FROM customer_identifiers WHERE id = 2")
+                                 ) == identifier_alike("email", "zqmarker7431@example.com")
         db.session.commit()
     shop = factory.headers("shop")
     found = client.get("/api/v1/customers?phone=212-555-0199", headers=shop).get_json()
