@@ -158,7 +158,7 @@ def authenticate(key: str) -> Caller | None:
     """The caller presenting ``key`` if it is an active key (not revoked, not expired),
     else None. Whether it may be used from the caller's address is ``Caller.allows``."""
     global _seen_counter
-    changes = service_state.peek(KEYS_COUNTER)  # read before the key's row
+    changes = service_state.counter(KEYS_COUNTER)  # read before the key's row
     if changes != _seen_counter:
         _forget()
         _seen_counter = changes
