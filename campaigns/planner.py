@@ -63,7 +63,7 @@ def run_due(now: datetime | None = None) -> dict[str, int]:
             continue
         try:
             with db.session.begin_nested():  # one campaign's failure is not the others'
-                ran = _run_if_still_due(campaign, now)
+                ran = run(campaign, now, only_if_due=True)
             if ran is not None:
                 counts.update(ran)
                 counts["runs"] += 1
@@ -73,16 +73,6 @@ def run_due(now: datetime | None = None) -> dict[str, int]:
     if counts["queued"]:  # the sender need not wait for its next turn
         date_jobs.run_at("send-outbox", now)
     return dict(counts)
-
-
-def _run_if_still_due(campaign: Campaign, now: datetime) -> dict[str, int] | None:
-    """Run ``campaign`` unless a run that held its lock before (the job, run early by a
-    date job and on time by its interval) has just done it."""
-    lock(f"campaign:{campaign.id}")
-    db.session.refresh(campaign)
-    if campaign.status != "active" or not is_due(campaign, now):
-        return None
-    return run(campaign, now)
 
 
 def holdout(campaign_id: int, customer_id: int, percent: int) -> bool:
@@ -250,11 +240,16 @@ def sample_message(segment_id: int, template: str, now: datetime,
             "body": render(template, person, coupon_code, shown.get(customer_id, []))}
 
 
-def run(campaign: Campaign, now: datetime | None = None) -> dict[str, int]:
-    """One run of a campaign (the caller commits)."""
+def run(campaign: Campaign, now: datetime | None = None, only_if_due: bool = False
+        ) -> dict[str, int] | None:
+    """One run of a campaign (the caller commits). With ``only_if_due``, None when,
+    once its lock is held, it is no longer due: a run that held the lock first (the job
+    run early by a date job and on time by its interval) has just done it."""
     now = now or utcnow()
     lock(f"campaign:{campaign.id}")
     db.session.refresh(campaign)
+    if only_if_due and (campaign.status != "active" or not is_due(campaign, now)):
+        return None
     picked = plan(campaign, now)
     campaign.last_run_at = now
     if "at" in campaign.schedule:

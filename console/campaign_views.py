@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
@@ -383,8 +384,7 @@ def review_figures(campaign: Campaign) -> dict[str, Any]:
     now = utcnow()
     picked = planner.plan(campaign, now)
     counts = picked.counts()
-    used = campaign_settings.template_fields(campaign.template)
-    code = "X" * SAMPLE_CODE_LENGTH if "coupon_code" in used else None
+    code = _code_shown(campaign)
     parts = sum(measure(planner.render(campaign.template, picked.people[i], code,
                                        picked.shown.get(i, []))).segments
                 for i in picked.sending)
@@ -395,8 +395,19 @@ def review_figures(campaign: Campaign) -> dict[str, Any]:
             "no_consent": counts.get("no_consent", 0), "no_phone": counts.get("no_phone", 0),
             "capped": counts.get("capped", 0), "messages": len(picked.sending),
             "parts": parts,
-            "sample": planner.sample_message(campaign.segment_id, campaign.template, now,
-                                             code)}
+            "sample": _review_sample(campaign, now)}
+
+
+def _code_shown(campaign: Campaign) -> str | None:
+    """What the review shows for ``{coupon_code}``: a stand-in of a real code's length."""
+    used = campaign_settings.template_fields(campaign.template)
+    return "X" * SAMPLE_CODE_LENGTH if "coupon_code" in used else None
+
+
+def _review_sample(campaign: Campaign, now: datetime) -> dict[str, Any] | None:
+    """The message as the review shows it, rendered for one real member."""
+    return planner.sample_message(campaign.segment_id, campaign.template, now,
+                                  _code_shown(campaign))
 
 
 @bp.get("/campaigns/<int:campaign_id>/review")
@@ -409,10 +420,8 @@ def campaign_review(campaign_id: int) -> Any:
 def campaign_review_test(campaign_id: int) -> Any:
     """The review step's "Send a test to me": the message as the review shows it."""
     campaign, draft = _campaign(campaign_id), _review_draft()
-    code = "X" * SAMPLE_CODE_LENGTH if "coupon_code" in campaign_settings.template_fields(
-        campaign.template) else None
-    sample = planner.sample_message(campaign.segment_id, campaign.template, utcnow(), code)
-    errors, phone = _queue_test(sample, request.form.get("test_phone", "").strip()[:40],
+    errors, phone = _queue_test(_review_sample(campaign, utcnow()),
+                                request.form.get("test_phone", "").strip()[:40],
                                 campaign.id, draft.id if draft else None)
     if errors:
         return _review(campaign, draft, errors, phone), 422

@@ -135,16 +135,14 @@ def count(who: str, rule: Any, wait: float | None = None) -> Outcome:
     key = key_of(who, rule)
     with state.lock:
         _forget_old(state)
-        job = state.jobs.get(key)
-        if job is not None and job.future.done() and job.future.result().get("stopped"):
-            job = None
+        job = _usable(state.jobs.get(key))
     if job is None:
         shared = _shared(key)
         if shared is not None:
             return shared
         with state.lock:
-            job = state.jobs.get(key)
-            if job is None or (job.future.done() and job.future.result().get("stopped")):
+            job = _usable(state.jobs.get(key))
+            if job is None:
                 stopper = Stopper()
                 job = Job(key, state.pool.submit(_run, app, key, rule, stopper), stopper)
                 state.jobs[key] = job
@@ -165,6 +163,13 @@ def count(who: str, rule: Any, wait: float | None = None) -> Outcome:
                    at=result.get("at"), error=result.get("error"))
 
 
+def _usable(job: Job | None) -> Job | None:
+    """A job of this process that counts or has counted (not one a newer rule stopped)."""
+    if job is not None and job.future.done() and job.future.result().get("stopped"):
+        return None
+    return job
+
+
 @contextmanager
 def _own_transaction() -> Iterator[Any]:
     """A short write of the jobs table on a connection of its own (the request's
@@ -179,30 +184,36 @@ def _own_transaction() -> Iterator[Any]:
 
 def _shared(key: str) -> Outcome | None:
     """What another process knows of this count: its figure, or that it is counting;
-    None when this process is to count it, the row claimed for it."""
-    app = current_app
+    None when this process is to count it, the row claimed for it. Read as the request
+    reads (no write lock); only a claim writes."""
     now = utcnow()
-    stale = now - timedelta(seconds=app.config.get("SEGMENT_COUNT_STALE", STALE))
+    stale = now - timedelta(seconds=current_app.config.get("SEGMENT_COUNT_STALE", STALE))
+    row = db.session.execute(select(_T).where(_T.c.key == key)).one_or_none()
+    if row is not None:
+        if row.status == "running" and row.heartbeat_at > stale:
+            return Outcome(False, elapsed=(now - row.started_at).total_seconds(), key=key)
+        if row.status in ("done", "error") and \
+                row.heartbeat_at > now - timedelta(seconds=KEEP_SECONDS):
+            return Outcome(True, key=key, count=row.count, at=row.counted_at,
+                           error=row.error, sample=_named(row.sample or []))
+    return None if _claim(key, row, now) else Outcome(False, key=key)
+
+
+def _claim(key: str, row: Any, now: datetime) -> bool:
+    """Mark the count as running here; False if another process claimed it since
+    ``row`` (None: there was none) was read."""
+    claim = {"status": "running", "count": None, "sample": None, "error": None,
+             "counted_at": None, "started_at": now, "heartbeat_at": now}
     with _own_transaction() as connection:
-        row = connection.execute(select(_T).where(_T.c.key == key)).one_or_none()
-        if row is not None:
-            if row.status == "running" and row.heartbeat_at > stale:
-                return Outcome(False, elapsed=(now - row.started_at).total_seconds(), key=key)
-            if row.status in ("done", "error") and \
-                    row.heartbeat_at > now - timedelta(seconds=KEEP_SECONDS):
-                return Outcome(True, key=key, count=row.count, at=row.counted_at,
-                               error=row.error, sample=_named(row.sample or []))
-        claim = {"status": "running", "count": None, "sample": None, "error": None,
-                 "counted_at": None, "started_at": now, "heartbeat_at": now}
         if row is None:
             claimed = connection.execute(insert_ignoring_conflicts(_T, "key").values(
                 key=key, **claim)).rowcount
             connection.execute(delete(_T).where(_T.c.heartbeat_at < now - timedelta(hours=1)))
-        else:  # claimed only if no one else claimed it since it was read
+        else:
             claimed = connection.execute(update(_T).where(
                 _T.c.key == key, _T.c.heartbeat_at == row.heartbeat_at).values(
                 **claim)).rowcount
-    return None if claimed else Outcome(False, key=key)
+    return bool(claimed)
 
 
 def _named(ids: list[int]) -> list[dict[str, Any]]:

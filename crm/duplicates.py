@@ -69,7 +69,7 @@ def _name(c: Customer) -> str:
 
 
 def _look_alike_reason(what: str, one: str, other: str) -> str:
-    chars = look_alikes(one) + [c for c in look_alikes(other) if c not in look_alikes(one)]
+    chars = list(dict.fromkeys(look_alikes(one) + look_alikes(other)))  # each once
     return f"look-alike {what} ({', '.join(chars)})" if chars else f"look-alike {what}"
 
 
