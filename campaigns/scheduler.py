@@ -9,6 +9,8 @@ the lock is free, and a standby takes over within that time. The active process 
 its lock as often, and stops its scheduler if it lost it; at the same time it wakes its
 scheduler, which then sees the date jobs other processes wrote into the job store
 (``campaigns.date_jobs``: a campaign's start, a survey due now) within that time too.
+The active process writes a heartbeat (``service_state`` row ``scheduler``) every
+SCHEDULER_HEARTBEAT_SECONDS, which /healthz reports.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +30,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from campaigns import jobs
+from crm import service_state
 from crm.db import db
 
 log = logging.getLogger("campaigns.scheduler")
 LOCK_NAME = "crm-scheduler"
+HEARTBEAT = "scheduler"  # its row in service_state
 
 
 class PostgresLeadership:
@@ -123,8 +128,12 @@ def run(app: Flask, stop: threading.Event) -> None:
                 continue
             log.info("scheduler %s: active", jobs.NODE)
             scheduler = build(app)
+            beaten = 0.0
             try:
-                while not stop.wait(poll):
+                while True:
+                    beaten = _heartbeat(app, beaten)
+                    if stop.wait(poll):
+                        break
                     if not lock.held():
                         log.warning("scheduler %s: lost the leader lock", jobs.NODE)
                         break
@@ -136,6 +145,22 @@ def run(app: Flask, stop: threading.Event) -> None:
                 lock.release()
                 announced = False
         lock.release()
+
+
+def _heartbeat(app: Flask, beaten: float) -> float:
+    """Write the active scheduler's heartbeat (read by /healthz) every
+    SCHEDULER_HEARTBEAT_SECONDS; return when it was last written."""
+    now = time.monotonic()
+    if now - beaten < app.config["SCHEDULER_HEARTBEAT_SECONDS"]:
+        return beaten
+    try:
+        service_state.beat(HEARTBEAT, jobs.NODE)
+        db.session.commit()
+    except SQLAlchemyError as e:
+        db.session.rollback()
+        log.warning("scheduler %s: heartbeat not written: %s", jobs.NODE, type(e).__name__)
+        return beaten
+    return now
 
 
 def start_embedded(app: Flask) -> threading.Event:

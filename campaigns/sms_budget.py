@@ -10,7 +10,7 @@ from flask import current_app
 from limits import RateLimitItemPerHour
 
 from crm import alerts
-from crm.limits import limiter
+from crm.limits import counters
 
 
 def _cap() -> RateLimitItemPerHour:
@@ -19,7 +19,7 @@ def _cap() -> RateLimitItemPerHour:
 
 def sent_this_hour() -> int:
     cap = _cap()
-    return cap.amount - limiter.limiter.get_window_stats(cap, "sms-sent").remaining
+    return cap.amount - counters("get_window_stats", cap, "sms-sent").remaining
 
 
 def room() -> int:
@@ -36,7 +36,7 @@ def sent(count: int) -> None:
     """``count`` messages went to the provider; alert once past SMS_BURST_LIMIT."""
     if count <= 0:
         return
-    limiter.limiter.hit(_cap(), "sms-sent", cost=count)
+    counters("hit", _cap(), "sms-sent", cost=count)
     total, burst = sent_this_hour(), current_app.config["SMS_BURST_LIMIT"]
     if total > burst:
         alerts.raise_alert("sms_burst", "outbox",

@@ -34,7 +34,9 @@ migrate = Migrate(render_as_batch=True, compare_type=True, render_item=_render_i
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     instance_path = (config or {}).get("INSTANCE_PATH") or os.environ.get("INSTANCE_PATH")
-    app = Flask(__name__, instance_path=instance_path or None)
+    from crm.transactions import RetryingFlask
+
+    app = RetryingFlask(__name__, instance_path=instance_path or None)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.config.update(config_module.load(Path(app.instance_path), config))
     app.json = OrjsonProvider(app)  # answers keep their fields' order
@@ -44,7 +46,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from crm.auth import load_key
     from crm.cli import register_cli
     from crm.db import db, write_intent
-    from crm.errors import refuse_unstorable_text, register_error_handlers
+    from crm.errors import (
+        refuse_oversized_request,
+        refuse_unstorable_text,
+        register_error_handlers,
+    )
     from crm.health import health
     from crm.limits import init_limits
     from crm.observability import init_observability
@@ -63,6 +69,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     init_observability(app)
     init_web_security(app)
+    app.before_request(refuse_oversized_request)
     app.before_request(refuse_unstorable_text)
     app.before_request(load_key)  # before the limiter, which counts per key
     init_limits(app)

@@ -33,6 +33,12 @@ DEFAULTS: dict[str, Any] = {
     "SETTINGS_CACHE_SECONDS": 5.0,  # program, tiers, rules: how stale a node may see them
     "SCHEDULER_EMBEDDED": False,
     "SCHEDULER_POLL_SECONDS": 1.0,  # how often a standby scheduler tries to take over
+    "SCHEDULER_HEARTBEAT_SECONDS": 10.0,  # the active scheduler's heartbeat (/healthz)
+    "HEALTH_MIN_FREE_BYTES": 64 * 1024 * 1024,  # SQLite: less free disk is "full"
+    "HEALTH_FULL_SECONDS": 60.0,  # SQLite: a "disk full" this recent keeps /healthz failing
+    "MAX_URL_BYTES": 4096,  # path and query; longer: 414 problem (gunicorn's limit is above)
+    "MAX_HEADER_BYTES": 8000,  # one header line; longer: 431 problem (gunicorn's is above)
+    "MAX_HEADERS_BYTES": 32768,  # all headers together; more: 431 problem
     "SMS_SEND_INTERVAL_SECONDS": 5.0,  # how often the scheduler drains the outbox
     "SURVEY_DISPATCH_SECONDS": 60.0,
     "CAMPAIGN_RUN_SECONDS": 60.0,  # how often active campaigns are looked at

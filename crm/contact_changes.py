@@ -16,7 +16,7 @@ from typing import Any
 from flask import current_app
 from limits import RateLimitItemPerHour
 
-from crm.limits import limiter
+from crm.limits import counters
 
 WATCHED = ("phone", "email")
 
@@ -36,8 +36,8 @@ def mark(customer_id: int, identifiers: Iterable[tuple[str, str]]) -> None:
     """The member's phone or email changed now; ``identifiers`` are all they hold."""
     item = _item()
     for name in _names(customer_id, identifiers):
-        limiter.limiter.clear(item, "contact-changed", name)
-        limiter.limiter.hit(item, "contact-changed", name)
+        counters("clear", item, "contact-changed", name)
+        counters("hit", item, "contact-changed", name)
 
 
 def changed_lately(ref: dict[str, Any]) -> bool:
@@ -46,4 +46,4 @@ def changed_lately(ref: dict[str, Any]) -> bool:
     pairs = [(k, v) for k, v in ref.items() if k != "id" and v]
     names = _names(ref.get("id"), pairs)
     item = _item()
-    return any(not limiter.limiter.test(item, "contact-changed", name) for name in names)
+    return any(not counters("test", item, "contact-changed", name) for name in names)

@@ -7,11 +7,20 @@ from __future__ import annotations
 import json as stdlib_json
 import logging
 import re
+import sqlite3
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
 from flask import Flask, Response, current_app, g, json, request
-from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    PendingRollbackError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from crm.db import db
@@ -110,7 +119,9 @@ def _what_failed(error: Exception) -> str:
     sqlstate = getattr(orig, "sqlstate", None)
     if constraint or sqlstate:
         return f"{type(orig).__name__} {sqlstate or ''} {constraint or ''}".strip()
-    return f"{type(orig).__name__}: {str(orig).splitlines()[0][:200]}"  # SQLite names columns
+    if isinstance(orig, sqlite3.Error):  # SQLite's messages name columns, never values
+        return f"{type(orig).__name__}: {str(orig).splitlines()[0][:200]}"
+    return type(orig).__name__
 
 
 def http_problem(error: HTTPException) -> Response:
@@ -145,6 +156,31 @@ def http_problem(error: HTTPException) -> Response:
         413: "The request body is too large.",
     }.get(status, error.description)
     return problem(status, detail=detail, headers=headers)
+
+
+class UriTooLong(DomainError):
+    status, slug, title = 414, "uri-too-long", "URI too long"
+
+
+class HeadersTooLarge(DomainError):
+    status, slug, title = 431, "headers-too-large", "Request header fields too large"
+
+
+def refuse_oversized_request() -> None:
+    """before_request: a URL past MAX_URL_BYTES is a 414, a header line past
+    MAX_HEADER_BYTES or headers past MAX_HEADERS_BYTES together a 431, as problem
+    documents (gunicorn's own limits, above these, answer the same way: crm/gunicorn_worker.py)."""
+    config, environ = current_app.config, request.environ
+    uri = environ.get("RAW_URI") or environ.get("REQUEST_URI") or (
+        environ.get("PATH_INFO", "") + "?" + environ.get("QUERY_STRING", ""))
+    if len(uri) > config["MAX_URL_BYTES"]:
+        raise UriTooLong(f"The URL is longer than {config['MAX_URL_BYTES']} bytes: send "
+                         "long values in a request body.")
+    sizes = [len(name) + len(value) + 2 for name, value in request.headers.items()]
+    if sizes and (max(sizes) > config["MAX_HEADER_BYTES"]
+                  or sum(sizes) > config["MAX_HEADERS_BYTES"]):
+        raise HeadersTooLarge(f"A header is longer than {config['MAX_HEADER_BYTES']} bytes, "
+                              f"or all of them than {config['MAX_HEADERS_BYTES']}.")
 
 
 class NulCharacter(DomainError):
@@ -211,9 +247,45 @@ def register_error_handlers(app: Flask) -> None:
         return problem(422, Invalid.title, "A value is out of the range that can be stored.",
                        slug="out-of-range")
 
-    @app.errorhandler(OperationalError)
-    def _operational(error: OperationalError) -> Response:
+    @app.errorhandler(DBAPIError)
+    @app.errorhandler(PendingRollbackError)
+    @app.errorhandler(DisconnectionError)
+    @app.errorhandler(PoolTimeout)
+    @app.errorhandler(psycopg.Error)
+    @app.errorhandler(sqlite3.Error)
+    def _database(error: Exception) -> Response:
+        return database_problem(error)
+
+
+def storage_full(error: BaseException) -> bool:
+    """SQLite's SQLITE_FULL (disk or max_page_count), PostgreSQL's disk_full (53100)."""
+    orig = getattr(error, "orig", error)
+    if isinstance(orig, sqlite3.Error):
+        return getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    return getattr(orig, "sqlstate", None) == "53100"
+
+
+def database_problem(error: Exception) -> Response:
+    """Any failure of the database under a request (lost connection, restart, lock or
+    statement timeout, deadlock retried once already, a session left needing a
+    rollback, the driver's own errors from crm/sql.py): 503 with Retry-After, or 507
+    ``storage-full`` when the disk is full. Nothing of the statement or its values is
+    logged or answered."""
+    try:
         db.session.rollback()
-        log.error("database error: %s", _what_failed(error))
-        return problem(503, detail="The database is busy or unreachable; retry shortly.",
-                       slug="database-unavailable", headers={"Retry-After": "1"})
+    except Exception as e:  # the connection may be gone: the pool replaces it
+        log.warning("rollback after a database error failed: %s", type(e).__name__)
+    if storage_full(error):
+        from crm.health import storage_full_seen
+
+        storage_full_seen()
+        g.retry_after = "60"
+        log.error("storage full: %s", _what_failed(error))
+        return problem(507, "Storage full",
+                       "The database's disk is full: nothing was saved. Retry once an "
+                       "operator has made room.", slug="storage-full",
+                       headers={"Retry-After": "60"})
+    log.error("database error: %s", _what_failed(error))
+    g.retry_after = "1"
+    return problem(503, detail="The database is busy or unreachable; retry shortly.",
+                   slug="database-unavailable", headers={"Retry-After": "1"})

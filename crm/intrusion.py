@@ -15,7 +15,7 @@ from flask import current_app
 from limits import RateLimitItemPerSecond
 
 from crm import alerts
-from crm.limits import limiter
+from crm.limits import counters
 
 _alerted: dict[str, float] = {}  # subject -> when this node last raised (one write a minute)
 
@@ -35,7 +35,7 @@ def failed(address: str | None, prefix: str | None) -> bool:
     limit (the caller answers 429)."""
     limit, over = _limit(), []
     for subject in (f"address:{address or '-'}", f"key_prefix:{prefix}" if prefix else None):
-        if subject is not None and not limiter.limiter.hit(limit, "auth-failure", subject):
+        if subject is not None and not counters("hit", limit, "auth-failure", subject):
             over.append(subject)
     now = time.monotonic()
     for subject in over:

@@ -7,10 +7,12 @@ keep working): the prefix finds the row, the whole key's SHA-256 is compared in
 constant time. A key may expire (``expires_at``) and be limited to addresses
 (``allowed_ips``, CIDRs); both are checked on every request from what is cached.
 
-Every request presents a key, so a node keeps what it found for a presented key (a plain
-``Caller``, not a database row) for API_KEY_CACHE_SECONDS: a key revoked here, or a
-store changed here, is seen at once; a key revoked on another node (or by the CLI) stops
-working on this one within that time."""
+Every request presents a key, so a worker keeps what it found for a presented key (a
+plain ``Caller``, not a database row) for API_KEY_CACHE_SECONDS. Every change to keys or
+stores (here, on any worker or node, or by the CLI) bumps the ``api_keys`` counter in
+``service_state`` in its own transaction; each request reads that counter (one
+primary-key read) and a worker that sees it moved forgets every cached key first: a
+revoked key stops at once on every worker and node."""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import Select, event, select
 
-from crm import audit
+from crm import audit, service_state
 from crm.db import db, utcnow
 from crm.errors import Invalid, get_or_404
 from crm.models import SCOPES, ApiKey, Store
@@ -148,11 +150,18 @@ class Caller:
 
 _callers: dict[str, tuple[Caller, float]] = {}  # SHA-256 of a key -> (caller, expiry)
 _generation = 0  # bumped whenever the cache is cleared
+_seen_counter: int | None = None  # the api_keys counter the cached callers were read under
+KEYS_COUNTER = "api_keys"
 
 
 def authenticate(key: str) -> Caller | None:
     """The caller presenting ``key`` if it is an active key (not revoked, not expired),
     else None. Whether it may be used from the caller's address is ``Caller.allows``."""
+    global _seen_counter
+    changes = service_state.peek(KEYS_COUNTER)  # read before the key's row
+    if changes != _seen_counter:
+        _forget()
+        _seen_counter = changes
     digest = _hash(key)
     cached = _callers.get(digest)
     if cached is not None and cached[1] > time.monotonic():
@@ -186,7 +195,9 @@ def authenticate(key: str) -> Caller | None:
 
 def forget_callers() -> None:
     """Keys or stores change in this transaction: forget the cached callers now and again
-    when it commits, so that a request that read the old row meanwhile cannot keep it."""
+    when it commits, so that a request that read the old row meanwhile cannot keep it;
+    the counter bumped with the change tells every other worker and node to forget too."""
+    service_state.bump(KEYS_COUNTER)
     _forget()
     event.listen(db.session(), "after_commit", _forget, once=True)
 

@@ -11,6 +11,7 @@ from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
     Index,
+    Integer,
     SmallInteger,
     String,
     Text,
@@ -368,3 +369,15 @@ class SecurityAlert(db.Model):
     resolved_at: Mapped[datetime | None]
     resolved_by: Mapped[str | None] = mapped_column(String(120))
     resolution: Mapped[str | None] = mapped_column(String(1000))
+
+
+class ServiceState(db.Model):
+    """A named counter or heartbeat every worker and node reads (crm/service_state.py)."""
+
+    __tablename__ = "service_state"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    counter: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                         default=0, server_default="0")
+    at: Mapped[datetime | None]
+    node: Mapped[str | None] = mapped_column(String(120))

@@ -39,6 +39,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
+            "pid": record.process,
         }
         entry.update(getattr(record, "fields", {}))
         if record.exc_info and record.exc_info[1] is not None:
@@ -103,6 +104,7 @@ def init_observability(app: Flask) -> None:
             group_by="endpoint",
             defaults_prefix="crm",
         )
+    app.extensions["metrics_multiprocess"] = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
     metrics.info("crm_app_info", "CRM and loyalty service", version="0.1.0")
     app.extensions["metrics"] = metrics
 
@@ -141,3 +143,12 @@ def _add_extra_metrics(response: Response) -> Response:
         more = more[:-len(_EOF)]
     response.set_data(body + more)
     return response
+def register_metrics(app: Flask, *collectors: Collector) -> None:
+    """Serve module-level metrics on the app's /metrics. Under gunicorn (multiprocess
+    mode) every process writes them to the shared folder and /metrics reads them there;
+    otherwise the app has a registry of its own, and they are added to it."""
+    if app.extensions.get("metrics_multiprocess"):
+        return
+    registry = app.extensions["metrics"].registry
+    for collector in collectors:
+        registry.register(collector)

@@ -24,7 +24,7 @@ from crm.after_response import defer
 from crm.customers import find_customer, normalize_fields
 from crm.db import db
 from crm.errors import DomainError
-from crm.limits import limiter
+from crm.limits import counters
 
 
 @functools.lru_cache(maxsize=64)  # limits are settings: a few distinct values
@@ -34,7 +34,7 @@ def _per_minutes(amount: int, minutes: int) -> RateLimitItemPerMinute:
 
 def _over(rule: str, limit: int, subject: str) -> bool:
     """Count one for ``subject`` today; True once past ``limit``."""
-    return not limiter.limiter.hit(RateLimitItemPerDay(limit), "fraud", rule, subject)
+    return not counters("hit", RateLimitItemPerDay(limit), "fraud", rule, subject)
 
 
 def check_spend(ref: dict[str, Any] | None, points: int,
@@ -99,8 +99,8 @@ def _recorded(sender: Any, purchase: Any, claimed: bool = False, **_: Any) -> No
 def _count_store(customer: str, store: str) -> None:
     config = current_app.config
     limit, minutes = config["STORE_HOP_LIMIT"], config["STORE_HOP_MINUTES"]
-    first_here = limiter.limiter.hit(_per_minutes(1, minutes), "hop-store", customer, store)
-    if first_here and not limiter.limiter.hit(_per_minutes(limit, minutes),
+    first_here = counters("hit", _per_minutes(1, minutes), "hop-store", customer, store)
+    if first_here and not counters("hit", _per_minutes(limit, minutes),
                                               "hop-stores", customer):
         alerts.raise_alert("store_hopping", f"customer:{customer}",
                            f"Customer {customer} bought at more than {limit} stores within "

@@ -7,7 +7,7 @@ from crm import create_app
 
 def test_healthz_checks_the_database(client):
     r = client.get("/healthz")
-    assert r.status_code == 200 and r.json == {"status": "ok", "database": "ok"}
+    assert r.status_code == 200 and r.json["checks"]["database"] == {"status": "ok"}
 
 
 def test_healthz_is_503_when_the_database_is_unreachable(tmp_path):
@@ -15,7 +15,12 @@ def test_healthz_is_503_when_the_database_is_unreachable(tmp_path):
                       "INSTANCE_PATH": str(tmp_path), "LOG_LEVEL": "CRITICAL"})
     r = app.test_client().get("/healthz")
     assert r.status_code == 503 and r.mimetype == "application/problem+json"
-    assert r.json["database"] == "unreachable"
+    assert r.json["health"] == "failing"
+    assert r.json["checks"]["database"] == {"status": "unreachable"}
+    assert r.headers["Retry-After"]
+    ready = app.test_client().get("/healthz?ready")
+    assert ready.status_code == 503 and ready.json["checks"] == {
+        "database": {"status": "unreachable"}}
 
 
 def test_request_id_is_echoed_or_made(client):
