@@ -3,6 +3,7 @@ whose assets are served from the swagger-ui-bundle package (no CDN)."""
 
 from __future__ import annotations
 
+import http
 import json
 from typing import Any
 
@@ -11,7 +12,8 @@ import flask_smorest
 from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.ext.marshmallow.common import resolve_schema_cls
 from flask import Flask, Response, send_from_directory
-from marshmallow import RAISE
+from flask_smorest.utils import prepare_response
+from marshmallow import RAISE, ValidationError, missing
 from swagger_ui_bundle import swagger_ui_path
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException
@@ -42,8 +44,24 @@ API_CONFIG: dict[str, Any] = {
 
 
 
+PROBLEM = "application/problem+json"
+
+
 class Api(flask_smorest.Api):
     ERROR_SCHEMA = ProblemSchema
+
+    def _register_responses(self) -> None:
+        """flask-smorest's responses per status and its default error response, as
+        they are answered: problem documents (crm.errors)."""
+        for status in http.HTTPStatus:
+            response: dict[str, Any] = {"description": status.phrase}
+            if not (100 <= status < 200) and status not in (204, 304):
+                response["schema"] = self.ERROR_SCHEMA
+            prepare_response(response, self.spec, PROBLEM)
+            self.spec.components.response(status.name, response, lazy=True)
+        response = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
+        prepare_response(response, self.spec, PROBLEM)
+        self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
 
     def handle_http_exception(self, error: HTTPException) -> Response:  # type: ignore[override]
         return http_problem(error)
@@ -55,6 +73,16 @@ class _Parser(FlaskParser):
     DEFAULT_UNKNOWN_BY_LOCATION = dict.fromkeys(
         FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION, RAISE
     )
+
+    def load_json(self, req: Any, schema: Any) -> Any:
+        # A PATCH is a JSON object of the fields to change: without one it is a 422,
+        # not a 200 that changed nothing. (An empty object is a valid patch that
+        # changes nothing, as in RFC 7396, and answers the resource as it is.)
+        data = super().load_json(req, schema)
+        if data is missing and req.method == "PATCH":
+            raise ValidationError(
+                "Send the fields to change as a JSON object (Content-Type: application/json).")
+        return data
 
     def _raw_load_json(self, req: Any) -> Any:
         try:
@@ -86,6 +114,12 @@ class IdConverter(IntegerConverter):
         super().__init__(url_map, min=1, max=2**63 - 1)
 
 
+def any_of(*schemas: Any) -> dict[str, Any]:
+    """A response documented as one of several shapes (the caller's key decides which):
+    ``alt_response(200, schema=any_of(A, B))`` for a status that has more than one."""
+    return {"anyOf": [schema() if isinstance(schema, type) else schema for schema in schemas]}
+
+
 def schema_name(schema: Any) -> str:
     """OpenAPI component names: the class name less "Schema", "Patch" for partial ones."""
     cls = resolve_schema_cls(schema)
@@ -93,6 +127,13 @@ def schema_name(schema: Any) -> str:
     return name + "Patch" if getattr(schema, "partial", False) else name
 
 
+def ecma_pattern(_converter: Any, _field: Any, ret: dict[str, Any], **_: Any
+                 ) -> dict[str, Any]:
+    """Patterns as OpenAPI reads them (ECMA-262): our validators end theirs with
+    Python's ``\\Z`` (the very end, no newline before it), which is ECMA's ``$``."""
+    if "pattern" in ret and ret["pattern"].endswith("\\Z"):
+        return {"pattern": ret["pattern"][:-2] + "$"}
+    return {}
 
 docs_assets = flask.Blueprint("docs_assets", __name__)
 
@@ -108,9 +149,10 @@ def init_api(app: Flask) -> Api:
     for key, value in API_CONFIG.items():
         app.config.setdefault(key, value)
     app.url_map.converters["id"] = IdConverter
-    api = Api(spec_kwargs={
-        "marshmallow_plugin": MarshmallowPlugin(schema_name_resolver=schema_name)})
+    plugin = MarshmallowPlugin(schema_name_resolver=schema_name)
+    api = Api(spec_kwargs={"marshmallow_plugin": plugin})
     api.init_app(app)
+    plugin.converter.add_attribute_function(ecma_pattern)
     app.extensions["api"] = api
     app.register_blueprint(docs_assets)
     return api

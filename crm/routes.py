@@ -20,7 +20,7 @@ from crm import (
     sync,
     timeline,
 )
-from crm.api import Blueprint
+from crm.api import Blueprint, any_of
 from crm.auth import actor_of, current_key, require, source_of
 from crm.db import db
 from crm.pagination import paginate
@@ -155,8 +155,8 @@ class Customers(MethodView):
     @require("pos", "shop", "marketing")
     @customers_blp.arguments(CustomerQuerySchema, location="query")
     @customers_blp.response(200, CustomerPageSchema)
-    @customers_blp.alt_response(200, schema=CustomerMaskedPageSchema,
-                                description="A till's answer: masked profiles.")
+    @customers_blp.alt_response(200, schema=any_of(CustomerPageSchema, CustomerMaskedPageSchema),
+                                description="The customers found (a till: masked profiles).")
     def get(self, args: dict[str, Any]) -> Any:
         key = current_key()
         access.check_till_search(key, args)
@@ -170,8 +170,8 @@ class Customers(MethodView):
     @require("pos", "shop")
     @customers_blp.arguments(CustomerCreateSchema)
     @customers_blp.response(201, CustomerSchema)
-    @customers_blp.alt_response(201, schema=CustomerMaskedSchema,
-                                description="A till's answer: the masked profile.")
+    @customers_blp.alt_response(201, schema=any_of(CustomerSchema, CustomerMaskedSchema),
+                                description="The new customer (a till: the masked profile).")
     def post(self, data: dict[str, Any]) -> Any:
         key = current_key()
         customer = customers.create_customer(data, source_of(key))
@@ -186,9 +186,10 @@ class Customers(MethodView):
 class CustomerById(MethodView):
     @require("pos", "shop", "marketing")
     @customers_blp.response(200, CustomerSchema)
-    @customers_blp.alt_response(200, schema=MergedCustomerSchema,
-                                description="This record was merged into another. "
-                                "(A till gets CustomerMasked, as POST answers it.)")
+    @customers_blp.alt_response(200, schema=any_of(CustomerSchema, CustomerMaskedSchema,
+                                                    MergedCustomerSchema),
+                                description="The profile (a till: masked), or, for a record "
+                                "merged into another, {id, merged_into}.")
     def get(self, customer_id: int) -> Any:
         customer = customers.get_customer(customer_id)
         if customer.merged_into_id is not None:

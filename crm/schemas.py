@@ -11,7 +11,15 @@ from decimal import Decimal
 from typing import Any
 
 from babel.numbers import is_currency
-from marshmallow import Schema, ValidationError, fields, post_dump, validate, validates_schema
+from marshmallow import (
+    INCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    post_dump,
+    validate,
+    validates_schema,
+)
 
 from crm.models import CHANNELS, SCOPES
 
@@ -123,7 +131,11 @@ def _past_birthday(day: date) -> None:
 
 
 class ProblemSchema(Schema):
-    """An error answer (RFC 9457)."""
+    """An error answer (RFC 9457), with its problem type's own members beside these
+    (``existing_customer_id``, ``balance``, ...): documented as allowed."""
+
+    class Meta:
+        unknown = INCLUDE
 
     type = fields.String()
     title = fields.String()

@@ -114,6 +114,10 @@ class OfferCoupons(MethodView):
     @require("marketing")
     @offers_blp.arguments(CouponQuerySchema, location="query")
     @offers_blp.response(200, CouponPageSchema)
+    @offers_blp.doc(responses={"200": {"description": "The codes; with ?format=csv, a CSV "
+                                      "file of them for printing.", "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/CouponPage"}},
+        "text/csv": {"schema": {"type": "string"}}}}})
     def get(self, args: dict[str, Any], offer_id: int) -> Any:
         stmt = coupons.coupons_of(offer_id, args.get("batch"))
         if args["format"] == "csv":

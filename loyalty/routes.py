@@ -162,6 +162,8 @@ class PurchaseReturns(MethodView):
     @require("pos", "shop")
     @purchases_blp.arguments(ReturnInSchema)
     @purchases_blp.response(201, ReturnSchema)
+    @purchases_blp.alt_response(200, schema=ReturnSchema,
+                                description="The same return_id again: the first answer.")
     def post(self, data: dict[str, Any], purchase_id: int) -> Any:
         body, status = purchases.record_return(data, current_key(), purchase_id)
         db.session.commit()
@@ -187,6 +189,8 @@ class ReceiptReturns(MethodView):
     @purchases_blp.alt_response(202, schema=ReturnSchema,
                                 description="The purchase has not arrived: the return is "
                                 "held and applied when it does.")
+    @purchases_blp.alt_response(200, schema=ReturnSchema,
+                                description="The same return_id again: the first answer.")
     def post(self, data: dict[str, Any]) -> Any:
         body, status = purchases.record_return(data, current_key())
         db.session.commit()

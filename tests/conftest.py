@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import make_url, text
 from werkzeug.serving import make_server
 
-from campaigns import hooks, surveys
+from campaigns import date_jobs, hooks, surveys
 from crm import create_app, intrusion, key_usage, keys, pii
 from crm.db import db, write_intent
 from crm.limits import limiter
@@ -104,6 +104,7 @@ def _fresh_state(app: Flask) -> Iterator[None]:
     limiter.reset()
     settings.forget()
     surveys.forget()
+    date_jobs.forget()
     intrusion.forget()
     key_usage.forget()
     hooks.forget()
