@@ -8,6 +8,7 @@ import json as stdlib_json
 import logging
 import re
 import sqlite3
+import time
 from http import HTTPStatus
 from typing import Any
 
@@ -258,6 +259,15 @@ def register_error_handlers(app: Flask) -> None:
         return database_problem(error)
 
 
+_storage_full_at: float | None = None  # when this process last answered storage-full
+
+
+def storage_full_within(seconds: float) -> bool:
+    """Whether this process answered a storage-full problem in the last ``seconds``
+    (/healthz keeps failing that long)."""
+    return _storage_full_at is not None and time.monotonic() - _storage_full_at < seconds
+
+
 def storage_full(error: BaseException) -> bool:
     """SQLite's SQLITE_FULL (disk or max_page_count), PostgreSQL's disk_full (53100)."""
     orig = getattr(error, "orig", error)
@@ -277,9 +287,8 @@ def database_problem(error: Exception) -> Response:
     except Exception as e:  # the connection may be gone: the pool replaces it
         log.warning("rollback after a database error failed: %s", type(e).__name__)
     if storage_full(error):
-        from crm.health import storage_full_seen
-
-        storage_full_seen()
+        global _storage_full_at
+        _storage_full_at = time.monotonic()
         g.retry_after = "60"
         log.error("storage full: %s", _what_failed(error))
         return problem(507, "Storage full",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,21 +24,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from crm import limits, service_state
 from crm.db import db, read_only, utcnow
-from crm.errors import problem
+from crm.errors import problem, storage_full_within
 
 health = Blueprint("health", __name__)
 log = logging.getLogger("crm.health")
 
 SCHEDULER = "scheduler"
-_storage_full_at: float | None = None  # when this process last saw the database full
-
-
-def storage_full_seen() -> None:
-    """Note that a write found the disk (or database) full (crm/errors.py calls this)."""
-    global _storage_full_at
-    _storage_full_at = time.monotonic()
-
-
 def _database() -> dict[str, Any]:
     try:
         with read_only():
@@ -58,8 +48,7 @@ def _disk() -> dict[str, Any] | None:
     folder = Path(db.engine.url.database).resolve().parent
     free = shutil.disk_usage(folder).free
     minimum = current_app.config["HEALTH_MIN_FREE_BYTES"]
-    recent = (_storage_full_at is not None and time.monotonic() - _storage_full_at
-              < current_app.config["HEALTH_FULL_SECONDS"])
+    recent = storage_full_within(current_app.config["HEALTH_FULL_SECONDS"])
     status = "full" if recent or free < minimum else "ok"
     return {"status": status, "free_bytes": free}
 

@@ -16,7 +16,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -37,16 +36,11 @@ from crm.db import db
 from loyalty import settings
 from loyalty.models import Purchase
 from tests.factories import Factory
+from tests.faults.servers import Gunicorn, free_port, gunicorn
 
 ROOT = Path(__file__).resolve().parents[2]
 SALES, CLIENTS = 240, 4
 DONE = (200, 201)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_until(predicate: Callable[[], object], seconds: float, what: str) -> object:
@@ -62,36 +56,15 @@ def _wait_until(predicate: Callable[[], object], seconds: float, what: str) -> o
     raise AssertionError(f"timed out waiting for {what}")
 
 
-class Gunicorn:
-    """The service under gunicorn with two workers, on ``database_url``."""
+# The service under gunicorn with two workers (tests/faults/servers.py), with limits
+# no load reaches and a fixed secret shared with ``flask loyalty verify``.
+SERVER_ENV = {"LOG_LEVEL": "ERROR", "RATELIMIT_DEFAULT": "100000 per minute",
+              "SECRET_KEY": "chaos"}
 
-    def __init__(self, database_url: str, folder: Path) -> None:
-        self.port = _free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        (folder / "metrics").mkdir(exist_ok=True)
-        env = {**os.environ, "DATABASE_URL": database_url, "INSTANCE_PATH": str(folder),
-               "BIND": f"127.0.0.1:{self.port}", "WEB_CONCURRENCY": "2",
-               "LOG_LEVEL": "ERROR", "RATELIMIT_DEFAULT": "100000 per minute",
-               "SECRET_KEY": "chaos", "PROMETHEUS_MULTIPROC_DIR": str(folder / "metrics")}
-        self.log = (folder / "gunicorn.log").open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--timeout", "20",
-             "wsgi:app"], cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        _wait_until(lambda: requests.get(f"{self.base}/healthz", timeout=5).ok, 60,
-                    "gunicorn to serve")
 
-    def workers(self) -> list[int]:
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        return [int(pid) for pid in children.read_text().split()]
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
+def _workers(server: Gunicorn) -> list[int]:
+    pid = server.process.pid
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 def _sale(n: int, customer_id: int) -> dict:
@@ -197,19 +170,16 @@ def _verify(database_url: str) -> None:
 @pytest.mark.slow
 def test_a_worker_killed_during_sales_loses_and_doubles_nothing(app, database_url, tmp_path):
     key, customers = _seed(app)
-    server = Gunicorn(database_url, tmp_path)
     killed: list[int] = []
-    try:
+    with gunicorn(database_url, tmp_path, workers=2, **SERVER_ENV) as server:
         def kill_a_worker() -> None:
-            victim = server.workers()[0]
+            victim = _workers(server)[0]
             os.kill(victim, signal.SIGKILL)
             killed.append(victim)
 
         outcome = _load(server.base, key, customers, kill_a_worker, SALES // 3)
-        _wait_until(lambda: len(server.workers()) == 2, 30, "gunicorn to replace the worker")
-        assert killed and killed[0] not in server.workers()
-    finally:
-        server.stop()
+        _wait_until(lambda: len(_workers(server)) == 2, 30, "gunicorn to replace the worker")
+        assert killed and killed[0] not in _workers(server)
     _report(f"SIGKILL of gunicorn worker {killed[0]} ({app.config['DATABASE_URL'][:10]})",
             outcome)
     _verify(database_url)
@@ -245,7 +215,7 @@ def own_postgres(tmp_path_factory) -> Iterator[tuple[str, Callable[[], None]]]:
     if demote is not None:
         user = pwd.getpwnam("postgres")
         os.chown(folder, user.pw_uid, user.pw_gid)
-    data, port = folder / "data", _free_port()
+    data, port = folder / "data", free_port()
 
     def tool(*args: str) -> None:
         subprocess.run(args, check=True, preexec_fn=demote, capture_output=True, timeout=120)
@@ -274,17 +244,14 @@ def test_a_postgresql_restart_during_sales_loses_and_doubles_nothing(own_postgre
     with app.app_context():
         flask_migrate.upgrade()
     key, customers = _seed(app)
-    server = Gunicorn(url, tmp_path)
     restarted: list[float] = []
-    try:
+    with gunicorn(url, tmp_path, workers=2, **SERVER_ENV) as server:
         def restart_postgres() -> None:
             started = time.monotonic()
             restart()
             restarted.append(time.monotonic() - started)
 
         outcome = _load(server.base, key, customers, restart_postgres, SALES // 3)
-    finally:
-        server.stop()
     _report(f"PostgreSQL restarted ({restarted[0]:.1f} s)", outcome)
     _verify(url)
     assert _purchases(app) == len(outcome["receipts"]) == SALES
