@@ -247,9 +247,8 @@ def register_error_handlers(app: Flask) -> None:
         return problem(422, Invalid.title, "A value is out of the range that can be stored.",
                        slug="out-of-range")
 
-    # psycopg's errors arrive wrapped (crm/sql.py wraps the driver's). psycopg is not
-    # imported here: in an SQLite app that import alone made the till's p99 at 4
-    # connections 5-8 times worse (bench.pos: 88-105 ms against 13-16 ms).
+    # psycopg's errors arrive wrapped as DBAPIError (SQLAlchemy's, and crm/sql.py wraps
+    # the driver's own), so no handler of psycopg's, and no import of it in SQLite apps.
     @app.errorhandler(DBAPIError)
     @app.errorhandler(PendingRollbackError)
     @app.errorhandler(DisconnectionError)
