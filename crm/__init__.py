@@ -41,7 +41,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(config_module.load(Path(app.instance_path), config))
     app.json = OrjsonProvider(app)  # answers keep their fields' order
 
-    from crm import pii
+    from crm import pii, sqlite_checkpoints
     from crm.api import init_api
     from crm.auth import load_key
     from crm.cli import register_cli
@@ -59,6 +59,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     pii.init_app(app)  # the key ring, before anything reads or writes personal data
     db.init_app(app)
+    with app.app_context():
+        sqlite_checkpoints.init_app(app, db.engine)
     migrate.init_app(app, db, directory=str(MIGRATIONS))
 
     @app.before_request

@@ -68,6 +68,7 @@ DEFAULTS: dict[str, Any] = {
     "RECOMMEND_WINDOW_DAYS": 365,  # purchases the recommendation model learns from
     "RECOMMEND_RECENT_DAYS": 30,  # a product bought this recently is not recommended
     "SQLITE_BUSY_TIMEOUT_S": 15.0,
+    "SQLITE_CHECKPOINT_SECONDS": 0.1,  # WAL checkpoints in a thread (crm/sqlite_checkpoints.py)
     "MAX_CONTENT_LENGTH": 4 * 1024 * 1024,
     "PROXY_COUNT": 0,  # proxies in front whose X-Forwarded-For/-Proto are trusted
     # Fraud and intrusion rules (crm/alerts.py, README "Security"): each trips one past it.

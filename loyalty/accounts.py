@@ -74,8 +74,11 @@ _MAKE_MANY = Statement(lambda d: insert_for(d, _A).from_select(
     select(_C.c.id, literal_column("0"), literal_column("0"), literal_column("0"),
            bindparam("now", type_=UTCDateTime())).where(_ids_in(d, _C.c.id, "ids"))
 ).on_conflict_do_nothing(index_elements=["customer_id"]))
+# ``remaining > 0`` written in the statement, not bound: only then may SQLite use the
+# partial index (a bound value makes it prepare the statement again on every run, three
+# times the cost) and PostgreSQL's generic plan.
 _LOTS = Statement(select(*_LOT_COLUMNS).where(
-    _L.c.customer_id == bindparam("customer_id"), _L.c.remaining > 0)
+    _L.c.customer_id == bindparam("customer_id"), _L.c.remaining > literal_column("0"))
     .order_by(*_SPENDING_ORDER))
 _LOTS_BY_ID = Statement(lambda d: select(_L.c.customer_id, *_LOT_COLUMNS).where(
     _ids_in(d, _L.c.id, "ids")).order_by(_L.c.id))

@@ -19,7 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import bindparam, literal_column, select, text
+from sqlalchemy import bindparam, literal_column, select
 
 from crm import access, signals
 from crm.auth import actor_of
@@ -368,21 +368,36 @@ class Sale:
         return {name: getattr(self, name) for name in names}
 
 
+
+
+def _held_returns() -> Any:
+    """Whether returns of the claimed receipt were posted before it (the partial index of
+    held returns answers it), for the claim's RETURNING. Written out: SQLAlchemy renders
+    SQLite's RETURNING without table names, which would leave the two tables' columns
+    of the same names indistinguishable. The names come from the tables, so a renamed
+    column fails at import."""
+    r, p = _R.name, _P.name
+    same = " AND ".join(f"{r}.{_R.c[name].name} = {p}.{_P.c[name].name}"
+                        for name in ("store_id", "receipt_id"))
+    return literal_column(f"EXISTS (SELECT 1 FROM {r} WHERE {same} AND {RETURN_WAITING})")
+
+
+_HELD = _held_returns()
+
+
 def _claim_statement(lookup: str | None) -> Statement:
-    """Claim the receipt (and find the member, by ``lookup``, in the same statement)."""
+    """Claim the receipt: insert it unless it is there, find the member by ``lookup``
+    and say whether returns of it are held, all in one statement."""
     def build(dialect: str) -> Any:
         stmt = insert_for(dialect, _P)
         if lookup is not None:
             stmt = stmt.values(customer_id=customer_ref(lookup))
         return (stmt.on_conflict_do_nothing(index_elements=["store_id", "receipt_id"])
-                .returning(_P.c.id, _P.c.customer_id))
+                .returning(_P.c.id, _P.c.customer_id, _HELD))
     return Statement(build, columns=list(Sale.CLAIMED))
 
 
 _CLAIM = {lookup: _claim_statement(lookup) for lookup in (None, *LOOKUPS)}
-_HELD = Statement(select(literal_column("1")).where(
-    _R.c.store_id == bindparam("store_id"), _R.c.receipt_id == bindparam("receipt_id"),
-    text(RETURN_WAITING)).limit(1))
 _LINES = Statement(PurchaseLine.__table__.insert().inline(),
                    columns=["purchase_id", "sku", "category", "quantity", "unit_price",
                             "amount", "earns", "returned_quantity"])
@@ -420,6 +435,10 @@ def record_purchase(data: dict[str, Any], key: Caller) -> tuple[dict[str, Any], 
                 data["occurred_at"].astimezone(UTC), currency, total, total, utcnow(),
                 data.get("coupon_codes") or [], tax, adjustments)
     with Sql() as sql:
+        # Taken first (PostgreSQL; SQLite's writers are serialised already), so that a
+        # return of this receipt posted meanwhile is either held and seen by the claim,
+        # or waits and finds the sale.
+        sql.lock(f"receipt:{store.id}:{sale.receipt_id}")
         claimed = sql.run(_CLAIM[lookup[0] if lookup else None],
                           {**sale.values(Sale.CLAIMED), **(lookup[1] if lookup else {})}).one()
         if claimed is None:
@@ -428,13 +447,11 @@ def record_purchase(data: dict[str, Any], key: Caller) -> tuple[dict[str, Any], 
         # After the claim, so that a receipt recorded before totals were checked is still
         # answered as it was; a new one that does not add up rolls its claim back.
         check_total(total, lines, tax, adjustments, currency)
-        sale.id, sale.customer_id = claimed
+        sale.id, sale.customer_id, held = claimed
         if redeem and sale.customer_id is None:  # the claim is rolled back with the request
             raise Invalid("Only a known member can redeem points.",
                           errors={"redeem_points": ["Give a customer that exists."]})
         ctx = _context(store, key, sale.occurred_at)
-        sql.lock(f"receipt:{store.id}:{sale.receipt_id}")  # against a return racing it
-        held = sql.run(_HELD, {"store_id": store.id, "receipt_id": sale.receipt_id})
         sql.run_many(_LINES, [
             {"purchase_id": sale.id, "sku": line.sku, "category": line.category,
              "quantity": line.quantity, "unit_price": line.unit_price,
@@ -453,13 +470,13 @@ def record_purchase(data: dict[str, Any], key: Caller) -> tuple[dict[str, Any], 
             _award(sql, sale, account, lines, ctx, checks)
             accounts.save(sql, account)
         sale.coupons_applied = coupons.applied(checks, sale.currency)
-        if held.one() is None and not (account is not None and ctx.tiers):  # all done
+        if not held and not (account is not None and ctx.tiers):  # all done
             _note_standing(sale, account, ctx)
             sql.run(_SALE_RESULT, {"sale_id": sale.id, **sale.values(Sale.RESULT)})
         else:  # what follows reads through the session what is written
             sql.run(_SALE_FIGURES, {"sale_id": sale.id, **sale.values(Sale.FIGURES)})
             sql.send()
-            if held.one() is not None:  # returns posted before the sale
+            if held:  # returns posted before the sale
                 _apply_held_returns(sql, sale, ctx)
                 account = accounts.load(sql, sale.customer_id) if account else None
             if account is not None:

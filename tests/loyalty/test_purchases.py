@@ -181,9 +181,10 @@ def test_on_postgresql_a_sale_is_a_few_round_trips(app, till, factory, tmp_path)
         trace.close()
     print(f"\nround trips: a sale {sale}, with redemption {redeeming}")
     # The pool's ping, BEGIN, the key-changes counter (crm/keys.py: a revoked key stops at
-    # once on every worker), the claim, then [the lock against a racing return, held
-    # returns, the lines, the account (and its lots when redeeming)], then everything the
-    # sale writes (new rows take their lot's and entry's ids in SQL), COMMIT.
+    # once on every worker), [the lock against a racing return, the claim (which says
+    # whether returns of the receipt are held)], then [the lines, the account (and its
+    # lots when redeeming)], then everything the sale writes (new rows take their lot's
+    # and entry's ids in SQL), COMMIT.
     assert (sale, redeeming) == (7, 7)
 
 
@@ -208,5 +209,5 @@ def test_a_purchase_post_is_a_few_queries(app, till, factory):
     # PostgreSQL adds the advisory lock against a return racing the sale, and the
     # key-changes counter read with the key cache (a revoked key stops at once), which on
     # SQLite is read on a connection of its own, outside the sale's transaction.
-    assert len(queries) <= (14 if db.engine.dialect.name == "postgresql" else 12), \
+    assert len(queries) <= (13 if db.engine.dialect.name == "postgresql" else 11), \
         "\n".join(queries)
