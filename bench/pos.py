@@ -1,7 +1,8 @@
 """Till throughput: `POST /api/v1/purchases` under load, against the floor.
 
     .venv/bin/python -m bench.pos [--db sqlite|postgres|both] [--seconds 10]
-                                  [--connections 16] [--members 2000] [--smoke]
+                                  [--connections 16,4] [--rounds 3] [--members 2000]
+                                  [--smoke]
 
 For each database (SQLite; PostgreSQL on 127.0.0.1:5432 as user postgres) it makes a
 fresh instance folder or database, runs the migrations, adds a store, a pos key and
@@ -9,11 +10,15 @@ MEMBERS members with points (bench/seed.py), starts the app under gunicorn with 
 (the repository's gunicorn.conf.py) on a free port, and drives `POST /api/v1/purchases`
 with wrk (bench/purchases.lua: a new receipt per request, one line, a random member, one
 in five redeeming 50 points) over CONNECTIONS connections for SECONDS seconds, after a
-short warm-up, and runs `flask loyalty verify` on the app's database. Then it does the
+short warm-up, and runs `flask loyalty verify` on the app's database. It does the
 same against two baselines: bench/stack_app.py — the app's whole stack (auth, limits,
 metrics, logging, flask-smorest and marshmallow, the session) around a body of one INSERT
 and one UPDATE — and bench/bare_app.py — bare Flask with plain sqlite3 or psycopg doing
-that INSERT and UPDATE, same gunicorn, same settings, same bodies.
+that INSERT and UPDATE, same gunicorn, same settings, same bodies. The stack baseline
+writes to a copy of the seeded database (it changes balances behind the ledger's back),
+so that the three can take turns: ROUNDS rounds of app, stack, bare for each load, and
+the ratios are taken within each round and reported as their median and range (a
+machine whose speed drifts over minutes moves all three of a round together).
 
 It prints requests/s, p50 and p99 of the three, the ratios (app/bare is the target; the
 stack baseline splits the gap into the framework's share and the loyalty work's), and
@@ -37,6 +42,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -91,6 +97,7 @@ class Run:
     warmup: Load | None
     rows: int  # purchases in the database afterwards
     log_errors: list[str] = field(default_factory=list)
+    round: int = 0
 
     @property
     def warmup_2xx(self) -> int:
@@ -106,9 +113,9 @@ class DbResult:
     verify_output: str = ""
     problems: list[str] = field(default_factory=list)
 
-    def run(self, server: str, kind: str, connections: int) -> Run | None:
-        return next((r for r in self.runs if (r.server, r.kind, r.connections)
-                     == (server, kind, connections)), None)
+    def run(self, server: str, kind: str, connections: int, round: int = 0) -> Run | None:
+        return next((r for r in self.runs if (r.server, r.kind, r.connections, r.round)
+                     == (server, kind, connections, round)), None)
 
 
 def log(message: str) -> None:
@@ -283,6 +290,17 @@ def pg_admin(sql: str) -> None:
         conn.execute(sql)
 
 
+def copy_database(source: str, target: str, tmp: Path) -> None:
+    """A copy of the seeded app database, for the stack baseline (no server runs yet)."""
+    if source.startswith("sqlite:///"):
+        with closing(sqlite3.connect(source.removeprefix("sqlite:///"))) as conn, \
+                closing(sqlite3.connect(target.removeprefix("sqlite:///"))) as copy:
+            conn.backup(copy)
+        return
+    pg_admin(f"CREATE DATABASE {target.rsplit('/', 1)[1]} TEMPLATE "
+             f"{source.rsplit('/', 1)[1]}")
+
+
 def count_rows(target: str, table: str) -> int:
     if target.startswith("postgresql"):
         import psycopg
@@ -294,11 +312,11 @@ def count_rows(target: str, table: str) -> int:
 
 
 def drive(name: str, wsgi: str, env: dict[str, str], tmp: Path, key: str, db_target: str,
-          args: argparse.Namespace, tag: str, kind: str, connections: int,
+          args: argparse.Namespace, tag: str, kind: str, connections: int, round: int,
           path: str = "/api/v1/purchases") -> Run:
     before = count_rows(db_target, "purchases")
     port = free_port()
-    tag = f"{tag}{kind[:2]}{connections}"
+    tag = f"{tag}{kind[:2]}{connections}r{round}"
     log(f"  {name}: {kind} {wsgi} ({args.workers} workers) on :{port}")
     proc, log_path = start_server(kind, wsgi, env, port, tmp, name, args.workers)
     try:
@@ -315,7 +333,7 @@ def drive(name: str, wsgi: str, env: dict[str, str], tmp: Path, key: str, db_tar
         log(f"  {name}: {load.other_cpu:.0%} of the CPUs went to other work during the load: "
             "figures unreliable")
     return Run(name, kind, connections, load, warm,
-               count_rows(db_target, "purchases") - before, error_lines(log_path))
+               count_rows(db_target, "purchases") - before, error_lines(log_path), round)
 
 
 def run_db(kind: str, args: argparse.Namespace) -> DbResult:
@@ -325,6 +343,7 @@ def run_db(kind: str, args: argparse.Namespace) -> DbResult:
     try:
         if kind == "sqlite":
             app_url = f"sqlite:///{tmp / 'crm.db'}"
+            stack_url = f"sqlite:///{tmp / 'stack.db'}"
             bare_target = str(tmp / "bare.db")
         else:
             name = f"crm_bench_{os.getpid()}"
@@ -332,6 +351,7 @@ def run_db(kind: str, args: argparse.Namespace) -> DbResult:
                 pg_admin(f"CREATE DATABASE {db}")
                 dbs.append(db)
             app_url = f"postgresql+psycopg://{PG_HOST}/{name}"
+            stack_url = f"postgresql+psycopg://{PG_HOST}/{name}_stack"
             bare_target = f"postgresql://{PG_HOST}/{name}_bare"
         env = {k: v for k, v in os.environ.items()
                if k not in ("PROMETHEUS_MULTIPROC_DIR", "BARE_DATABASE")}
@@ -352,26 +372,32 @@ def run_db(kind: str, args: argparse.Namespace) -> DbResult:
         if (seeded["first_id"], seeded["last_id"]) != (1, args.members):
             raise RuntimeError(f"members are not ids 1..{args.members}: {seeded}")
         init_db(bare_target, args.members, POINTS)
+        copy_database(app_url, stack_url, tmp)
+        if kind != "sqlite":
+            dbs.append(f"{name}_stack")
+        stack_env = {**env, "DATABASE_URL": stack_url,
+                     "INSTANCE_PATH": str(tmp / "instance")}
         log(f"[{kind}] set up in {time.monotonic() - started:.1f} s")
 
         tag = f"{kind[:2]}{os.getpid()}"
         plan = [(server, c) for server in args.servers for c in args.loads]
         for server, connections in plan:
-            result.runs.append(drive("app", "wsgi:app", env, tmp, seeded["pos_key"], app_url,
-                                     args, f"a{tag}", server, connections))
+            for round in range(args.rounds):
+                result.runs.append(drive("app", "wsgi:app", env, tmp, seeded["pos_key"],
+                                         app_url, args, f"a{tag}", server, connections,
+                                         round))
+                result.runs.append(drive("stack", "bench.stack_app:app", stack_env, tmp,
+                                         seeded["pos_key"], stack_url, args, f"s{tag}",
+                                         server, connections, round,
+                                         "/api/v1/bench/purchases"))
+                result.runs.append(drive("bare", "bench.bare_app:app",
+                                         {**env, "BARE_DATABASE": bare_target}, tmp,
+                                         seeded["pos_key"], bare_target, args, f"b{tag}",
+                                         server, connections, round))
         log(f"[{kind}] flask loyalty verify")
         verified = flask(env, "loyalty", "verify", check=False)
         result.verify_rc = verified.returncode
         result.verify_output = (verified.stdout + verified.stderr).strip()
-        # After the check: the stack baseline changes balances behind the ledger's back.
-        for server, connections in plan:
-            result.runs.append(drive("stack", "bench.stack_app:app", env, tmp,
-                                     seeded["pos_key"], app_url, args, f"s{tag}", server,
-                                     connections, "/api/v1/bench/purchases"))
-            result.runs.append(drive("bare", "bench.bare_app:app",
-                                     {**env, "BARE_DATABASE": bare_target}, tmp,
-                                     seeded["pos_key"], bare_target, args, f"b{tag}", server,
-                                     connections))
     except Exception as e:  # report what broke, carry on with the other database
         result.problems.append(f"{type(e).__name__}: {e}")
     finally:
@@ -420,6 +446,22 @@ def check(result: DbResult) -> None:
 # --- report ----------------------------------------------------------------------------
 
 
+def split_line(rounds: list[list[Run]]) -> str:
+    """app/stack, app/bare and stack/bare (median of the rounds' own ratios, and their
+    range), and the split of a sale's time, from the median throughputs."""
+    def ratio(i: int, j: int) -> str:
+        values = sorted(trio[i].load.rps / trio[j].load.rps for trio in rounds)
+        text = f"{statistics.median(values):.2f}"
+        return text + (f" [{values[0]:.2f}-{values[-1]:.2f}]" if len(values) > 1 else "")
+
+    median_ratio = statistics.median(t[0].load.rps / t[1].load.rps for t in rounds)
+    a, st, b = (1000 / statistics.median(t[i].load.rps for t in rounds) for i in range(3))
+    p99 = statistics.median(t[0].load.p99_ms for t in rounds)
+    return (f"app/stack {ratio(0, 1)} ({'met' if median_ratio >= TARGET_RATIO else 'NOT met'})"
+            f", app/bare {ratio(0, 2)}, stack/bare {ratio(1, 2)}; {a:.2f} ms = bare {b:.2f} + "
+            f"framework {st - b:.2f} + loyalty work {a - st:.2f}; app p99 {p99:.1f} ms")
+
+
 def report(results: list[DbResult], args: argparse.Namespace) -> None:
     print()
     print(f"POST /api/v1/purchases: {args.workers} workers of {' and '.join(args.servers)}, "
@@ -427,15 +469,16 @@ def report(results: list[DbResult], args: argparse.Namespace) -> None:
           f"{args.warmup} s warm-up, {args.members} members, 1 in {REDEEM_EVERY} redeeming "
           f"50 points; {os.cpu_count()} CPUs (wrk and the database share them)")
     print()
-    head = (f"{'db':<9}{'http':<9}{'conns':>5} {'server':<7}{'req/s':>9}{'p50 ms':>9}"
+    head = (f"{'db':<9}{'http':<9}{'conns':>5}{'round':>6} {'server':<7}{'req/s':>9}{'p50 ms':>9}"
             f"{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}{'requests':>10}{'non-2xx':>9}{'409':>6}"
             f"{'sock err':>9}{'other CPU':>10}")
     print(head)
     print("-" * len(head))
     for r in results:
-        for run in sorted(r.runs, key=lambda x: (x.kind, -x.connections)):
+        for run in sorted(r.runs, key=lambda x: (x.kind, -x.connections, x.round)):
             x = run.load
-            print(f"{r.db:<9}{run.kind:<9}{run.connections:>5} {run.server:<7}{x.rps:>9.1f}"
+            print(f"{r.db:<9}{run.kind:<9}{run.connections:>5}{run.round + 1:>6} "
+                  f"{run.server:<7}{x.rps:>9.1f}"
                   f"{x.p50_ms:>9.2f}{x.p90_ms:>9.2f}{x.p99_ms:>9.2f}{x.max_ms:>9.2f}"
                   f"{x.requests:>10.0f}{x.requests - x.s2xx:>9.0f}{x.s409:>6.0f}"
                   f"{x.socket_errors:>9}{x.other_cpu:>10.0%}")
@@ -447,31 +490,26 @@ def report(results: list[DbResult], args: argparse.Namespace) -> None:
     print()
     print(f"Targets: app/stack throughput >= {TARGET_RATIO} (what is ours to cut); app/bare "
           "is the floor we report")
-    print("Where the time goes, 1000/(req/s) (the stack baseline: the app's framework around "
-          "a two-statement body):")
+    print(f"Where the time goes, 1000/(req/s) (the stack baseline: the app's framework around "
+          f"a two-statement body); medians of {args.rounds} round(s), ratios taken within "
+          "each round [lowest-highest]:")
     for r in results:
         for kind in args.servers:
             for connections in args.loads:
-                app, stack, bare = (r.run(n, kind, connections) for n in
-                                    ("app", "stack", "bare"))
-                if not (app and stack and bare and app.load.rps and stack.load.rps
-                        and bare.load.rps):
-                    continue
-                ratio = app.load.rps / stack.load.rps
-                a, st, b = (1000 / x.load.rps for x in (app, stack, bare))
-                print(f"  {r.db:<9}{kind:<9}{connections:>3} conns: app/stack {ratio:.2f} "
-                      f"({'met' if ratio >= TARGET_RATIO else 'NOT met'}), app/bare "
-                      f"{app.load.rps / bare.load.rps:.2f}, stack/bare "
-                      f"{stack.load.rps / bare.load.rps:.2f}; {a:.2f} ms = bare {b:.2f} + "
-                      f"framework {st - b:.2f} + loyalty work {a - st:.2f}; app p99 "
-                      f"{app.load.p99_ms:.1f} ms")
+                trios = [[r.run(name, kind, connections, n) for name in ("app", "stack", "bare")]
+                         for n in range(args.rounds)]
+                rounds = [t for t in trios if all(x is not None and x.load.rps for x in t)]
+                if rounds:
+                    print(f"  {r.db:<9}{kind:<9}{connections:>3} conns: "
+                          + split_line(rounds))
     print()
     for r in results:
         if r.verify_output:
             print(f"flask loyalty verify ({r.db}, exit {r.verify_rc}):")
             print("  " + "\n  ".join(r.verify_output.splitlines()[-10:]))
         for run in r.runs:
-            print(f"{r.db} {run.kind} {run.connections} {run.server}: {run.rows} purchases "
+            print(f"{r.db} {run.kind} {run.connections} round {run.round + 1} {run.server}: "
+                  f"{run.rows} purchases "
                   f"written; {run.warmup_2xx} + {run.load.s2xx:.0f} answered 2xx (warm-up + "
                   "load; requests in flight when wrk stops are not counted)")
             if run.load.stderr:
@@ -494,6 +532,8 @@ def main(argv: list[str] | None = None) -> int:
                         "quiet store)")
     parser.add_argument("--server", choices=("gunicorn", "granian", "both"),
                         default="gunicorn", help="the HTTP server (gunicorn)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="turns of app, stack and bare for each load (3; 1 with --smoke)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
     parser.add_argument("--workers", type=int, default=2,
                         help="gunicorn workers for both servers (2, the target's setting)")
@@ -507,10 +547,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.loads = [int(c) for c in args.connections.split(",") if c.strip()]
     args.servers = ["gunicorn", "granian"] if args.server == "both" else [args.server]
-    smoke = {"seconds": 2, "members": 50, "warmup": 0}
+    smoke = {"seconds": 2, "members": 50, "warmup": 0, "rounds": 1}
     if args.smoke:
         args.loads = args.loads[:1]
-    full = {"seconds": 10, "members": 2000, "warmup": 2}
+    full = {"seconds": 10, "members": 2000, "warmup": 2, "rounds": 3}
     for name, value in (smoke if args.smoke else full).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
