@@ -9,27 +9,27 @@ and raises an alert one past it.
   redeemed points in a day (buy, redeem, return);
 - ``manual_adjustments``: a key making more than ADJUSTMENT_LIMIT manual adjustments in a day.
 
-Counts per key live in the rate limiter's storage (memory, or Redis across nodes)."""
+Counts per key live in the rate limiter's storage (memory, or Redis across nodes); the
+stores a member bought at are read from their purchases."""
 
 from __future__ import annotations
 
-import functools
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask, current_app
-from limits import RateLimitItemPerDay, RateLimitItemPerMinute
+from limits import RateLimitItemPerDay
+from sqlalchemy import Integer, bindparam, select
 
 from crm import alerts, contact_changes, signals
-from crm.after_response import defer
 from crm.customers import find_customer, normalize_fields
-from crm.db import db
+from crm.db import UTCDateTime
 from crm.errors import DomainError
 from crm.limits import counters
+from crm.sql import Result, Sql, Statement
+from loyalty.models import Purchase
 
-
-@functools.lru_cache(maxsize=64)  # limits are settings: a few distinct values
-def _per_minutes(amount: int, minutes: int) -> RateLimitItemPerMinute:
-    return RateLimitItemPerMinute(amount, minutes)
+_P = Purchase.__table__
 
 
 def _over(rule: str, limit: int, subject: str) -> bool:
@@ -85,29 +85,44 @@ def _returned(sender: Any, purchase: Any, purchase_return: Any, **_: Any) -> Non
                            f"at till key {key.id} (store {key.store.code}).")
 
 
-def _recorded(sender: Any, purchase: Any, claimed: bool = False, **_: Any) -> None:
-    """A member's sale: count the store once per window; past STORE_HOP_LIMIT distinct
-    stores, alert. Counted in the limiter's storage, not the database, and after the
-    answer: the sale's transaction (on SQLite, the write lock every till waits for) is
-    not held for it."""
-    if purchase.customer_id is None or claimed:
-        return
-    customer, store = str(purchase.customer_id), str(purchase.store_id)
-    defer(lambda: _count_store(customer, store))
+# The member's other sales' stores in the window before this one (at most one more than
+# the limit is needed), on the index of a member's purchases by time.
+_STORES_BEFORE = Statement(
+    select(_P.c.store_id).where(
+        _P.c.customer_id == bindparam("customer_id"), _P.c.id != bindparam("purchase_id"),
+        _P.c.occurred_at >= bindparam("since", type_=UTCDateTime()),
+        _P.c.occurred_at <= bindparam("until", type_=UTCDateTime()))
+    .group_by(_P.c.store_id).limit(bindparam("enough", type_=Integer())))
 
 
-def _count_store(customer: str, store: str) -> None:
+def stores_before(sql: Sql, sale: Any) -> Result | None:
+    """The stores of the member's other sales in the STORE_HOP_MINUTES before ``sale``,
+    queued on the sale's own statements (no round trip of its own on PostgreSQL); None
+    for an anonymous sale. ``check_store_hopping`` reads it."""
+    if sale.customer_id is None:
+        return None
     config = current_app.config
-    limit, minutes = config["STORE_HOP_LIMIT"], config["STORE_HOP_MINUTES"]
-    first_here = counters("hit", _per_minutes(1, minutes), "hop-store", customer, store)
-    if first_here and not counters("hit", _per_minutes(limit, minutes),
-                                              "hop-stores", customer):
+    return sql.run(_STORES_BEFORE, {
+        "customer_id": sale.customer_id, "purchase_id": sale.id,
+        "since": sale.occurred_at - timedelta(minutes=config["STORE_HOP_MINUTES"]),
+        "until": sale.occurred_at, "enough": config["STORE_HOP_LIMIT"] + 1})
+
+
+def check_store_hopping(sale: Any, before: Result | None) -> None:
+    """A member's sale at a store none of their sales of the last STORE_HOP_MINUTES was
+    made at, past STORE_HOP_LIMIT stores: alert. Read from the purchases themselves, so
+    every worker and node sees the same sales and no Redis is needed; by the time the
+    sales were made, so a till syncing late counts them too."""
+    if before is None:
+        return
+    stores = {row[0] for row in before.all()}
+    limit = current_app.config["STORE_HOP_LIMIT"]
+    if sale.store_id not in stores and len(stores) + 1 > limit:
+        customer, minutes = sale.customer_id, current_app.config["STORE_HOP_MINUTES"]
         alerts.raise_alert("store_hopping", f"customer:{customer}",
                            f"Customer {customer} bought at more than {limit} stores within "
-                           f"{minutes} minutes (the latest: store {store}).")
-        db.session.commit()
+                           f"{minutes} minutes (the latest: store {sale.store_id}).")
 
 
 def init_app(app: Flask) -> None:
     signals.purchase_returned.connect(_returned, weak=False)
-    signals.purchase_recorded.connect(_recorded, weak=False)

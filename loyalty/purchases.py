@@ -30,7 +30,7 @@ from crm.keys import Caller, StoreRef
 from crm.models import Store
 from crm.money import MAX_MINOR, InvalidAmount, exponent, to_amount, to_minor, to_signed_minor
 from crm.sql import Sql, Statement, as_time, insert_for, lock
-from loyalty import accounts, coupons, ledger, settings, tiers, verification
+from loyalty import accounts, coupons, fraud, ledger, settings, tiers, verification
 from loyalty.earning import Basket, Line, Member, points_for, to_points
 from loyalty.ledger import Account
 from loyalty.models import (
@@ -459,6 +459,7 @@ def record_purchase(data: dict[str, Any], key: Caller) -> tuple[dict[str, Any], 
             for line in lines])
         account = (accounts.load(sql, sale.customer_id, lots=bool(redeem))
                    if sale.customer_id is not None else None)
+        stores_before = fraud.stores_before(sql, sale)
         checks: list[coupons.Check] = []
         if sale.codes:
             sql.send()  # coupons are read and used through the session
@@ -484,6 +485,7 @@ def record_purchase(data: dict[str, Any], key: Caller) -> tuple[dict[str, Any], 
                 accounts.save(sql, account)
             _note_standing(sale, account, ctx)
             sql.run(_SALE_STANDING, {"sale_id": sale.id, **sale.values(Sale.STANDING)})
+    fraud.check_store_hopping(sale, stores_before)
     signals.purchase_recorded.send(current_app._get_current_object(), purchase=sale)
     return answer(sale, store.code), True
 

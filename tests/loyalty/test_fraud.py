@@ -2,6 +2,7 @@
 it), and the one-time code a till needs to spend points above the program's threshold."""
 
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -52,6 +53,30 @@ def test_one_member_at_several_stores_within_minutes_alerts(client, factory, pro
     till.__class__(client, third, "").buy({"id": rich.id}, "5.00")
     [alert] = _alerts("store_hopping")
     assert alert.subject == f"customer:{rich.id}"
+
+
+def test_store_hopping_counts_the_sales_of_the_window_by_their_time(client, factory, program,
+                                                                     app, monkeypatch, till):
+    """The stores are read from the member's purchases, by when they were made: a sale
+    synced late counts at its own time, and sales older than the window do not."""
+    member = factory.customer()  # no sale yet (rich has one at the till's store)
+    monkeypatch.setitem(app.config, "STORE_HOP_LIMIT", 2)
+    monkeypatch.setitem(app.config, "STORE_HOP_MINUTES", 30)
+    tills = [till.__class__(client, factory.headers("pos", store=factory.store(
+        currency="EUR").code), "") for _ in range(3)]
+    now = datetime.now(UTC)
+    tills[0].buy({"id": member.id}, "5.00", occurred_at=now - timedelta(minutes=50))
+    tills[1].buy({"id": member.id}, "5.00", occurred_at=now - timedelta(minutes=10))
+    tills[2].buy({"id": member.id}, "5.00", occurred_at=now)  # the first is 50 minutes back
+    assert _alerts("store_hopping") == []
+    # A till syncing late: its sale was 45 minutes ago, within 30 of the first one.
+    tills[1].buy({"id": member.id}, "5.00", occurred_at=now - timedelta(minutes=45))
+    assert _alerts("store_hopping") == []  # two stores in [-75, -45]: the first two
+    tills[2].buy({"id": member.id}, "5.00", occurred_at=now - timedelta(minutes=40))
+    [alert] = _alerts("store_hopping")  # stores 1, 2 and 3 within [-70, -40]
+    assert alert.subject == f"customer:{member.id}" and alert.count == 1
+    tills[2].buy({"id": member.id}, "5.00", occurred_at=now - timedelta(minutes=39))
+    assert _alerts("store_hopping")[0].count == 1  # the same store again: nothing new
 
 
 def test_a_till_returning_many_redeeming_sales_alerts(till, rich, app, monkeypatch):
