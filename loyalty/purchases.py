@@ -368,8 +368,6 @@ class Sale:
         return {name: getattr(self, name) for name in names}
 
 
-
-
 def _held_returns() -> Any:
     """Whether returns of the claimed receipt were posted before it (the partial index of
     held returns answers it), for the claim's RETURNING. Written out: SQLAlchemy renders
