@@ -22,6 +22,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from typing import Any
 
 from flask import Flask
@@ -36,14 +37,15 @@ log = logging.getLogger(__name__)
 def init_app(app: Flask, engine: Any) -> None:
     """Checkpoint ``engine``'s SQLite file in the background, from the process that first
     connects to it (a forked worker starts its own)."""
-    path, interval = engine.url.database, float(app.config["SQLITE_CHECKPOINT_SECONDS"])
-    if engine.dialect.name != "sqlite" or path in (None, "", ":memory:") or interval <= 0:
+    database, interval = engine.url.database, float(app.config["SQLITE_CHECKPOINT_SECONDS"])
+    if engine.dialect.name != "sqlite" or database in (None, "", ":memory:") or interval <= 0:
         return
+    path = os.path.abspath(database)
 
     @event.listens_for(engine, "connect")
     def _connected(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.execute(f"PRAGMA wal_autocheckpoint={FALLBACK_PAGES}")
-        start(os.path.abspath(path), interval)
+        start(path, interval)
 
 
 def start(path: str, interval: float) -> None:
@@ -73,8 +75,8 @@ def _checkpoint(path: str, interval: float) -> None:
     # read transaction between checkpoints.
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                  timeout=0)
-    stop = threading.Event()
-    while not stop.wait(interval):
+    while True:
+        time.sleep(interval)
         try:
             if os.stat(path).st_ino != inode:
                 break
