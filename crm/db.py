@@ -153,33 +153,61 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-class _WriterQueue:
-    """Writers to one SQLite file wait for each other on an exclusive flock, in the
-    kernel, and are woken the moment the lock is free. Left to SQLite alone, a waiting
-    writer sleeps in its busy handler (1, 2, 5 ... up to 100 ms between tries) and the
-    last writer tends to win again: long tails under concurrent tills."""
+class WriterConnection(sqlite3.Connection):
+    """sqlite3's connection to a database file, whose writers queue for each other.
 
-    KEY = "crm_writer_lock"
+    Writers to one file wait on an exclusive flock of ``<file>.writer-lock``, in the
+    kernel, and are woken the moment it is free. Left to SQLite alone, a waiting writer
+    sleeps in its busy handler (1, 2, 5 ... up to 100 ms between tries) and the last
+    writer tends to win again: long tails under concurrent tills.
 
-    @classmethod
-    def acquire(cls, conn: Any) -> None:
-        info = conn.connection.info
-        if cls.KEY not in info:
-            path = f"{conn.engine.url.database}.writer-lock"
-            info[cls.KEY] = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(info[cls.KEY], fcntl.LOCK_EX)
-        info["crm_writer_locked"] = True
+    The lock is let go once COMMIT or ROLLBACK has run, here, not in SQLAlchemy's
+    ``commit``/``rollback`` events, which come before them: a writer let in while the
+    last one was still writing its pages to the WAL would find SQLite's lock taken and
+    sleep a millisecond at least."""
 
-    @classmethod
-    def release(cls, conn: Any) -> None:
-        info = conn.connection.info
-        if info.pop("crm_writer_locked", False):
-            fcntl.flock(info[cls.KEY], fcntl.LOCK_UN)
+    writer_lock: int | None = None  # the lock file's descriptor, opened on first use
+    holds_writer_lock = False
+
+    def take_writer_lock(self, database: str) -> None:
+        if self.writer_lock is None:
+            self.writer_lock = os.open(f"{database}.writer-lock", os.O_RDWR | os.O_CREAT,
+                                       0o600)
+        fcntl.flock(self.writer_lock, fcntl.LOCK_EX)
+        self.holds_writer_lock = True
+
+    def release_writer_lock(self) -> None:
+        if self.holds_writer_lock:
+            self.holds_writer_lock = False
+            fcntl.flock(self.writer_lock, fcntl.LOCK_UN)
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.release_writer_lock()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.release_writer_lock()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.release_writer_lock()
+            if self.writer_lock is not None:
+                os.close(self.writer_lock)
+                self.writer_lock = None
 
 
-def _file_database(conn: Any) -> bool:
-    return conn.dialect.name == "sqlite" and conn.engine.url.database not in (None, "",
-                                                                             ":memory:")
+@event.listens_for(Engine, "do_connect")
+def _sqlite_connection_class(dialect: Dialect, _record: Any, _args: Any,
+                             params: dict[str, Any]) -> None:
+    if dialect.name == "sqlite" and dialect.driver == "pysqlite":
+        params.setdefault("factory", WriterConnection)
 
 
 @event.listens_for(Engine, "begin")
@@ -187,26 +215,22 @@ def _begin_sqlite(conn: Any) -> None:
     if conn.dialect.name != "sqlite":
         return
     if write_intent.get():
-        if _file_database(conn):
-            _WriterQueue.acquire(conn)
+        dbapi_connection = conn.connection.dbapi_connection
+        database = conn.engine.url.database
+        if isinstance(dbapi_connection, WriterConnection) and database not in (
+                None, "", ":memory:"):
+            dbapi_connection.take_writer_lock(database)
         conn.exec_driver_sql("BEGIN IMMEDIATE")
     else:
         conn.exec_driver_sql("BEGIN")
 
 
-@event.listens_for(Engine, "commit")
-@event.listens_for(Engine, "rollback")
-def _end_sqlite(conn: Any) -> None:
-    if conn.dialect.name == "sqlite" and not conn.closed:
-        _WriterQueue.release(conn)
-
-
 @event.listens_for(Pool, "checkin")
 @event.listens_for(Pool, "invalidate")
-def _never_keep_the_writer_lock(dbapi_connection: Any, record: Any, *_: Any) -> None:
+def _never_keep_the_writer_lock(dbapi_connection: Any, *_: Any) -> None:
     """A connection back in the pool (or thrown away) never holds the writer lock."""
-    if record is not None and record.info.pop("crm_writer_locked", False):
-        fcntl.flock(record.info[_WriterQueue.KEY], fcntl.LOCK_UN)
+    if isinstance(dbapi_connection, WriterConnection):
+        dbapi_connection.release_writer_lock()
 
 
 def is_sqlite() -> bool:
