@@ -1,10 +1,14 @@
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from decimal import Decimal
 
+import requests
 from sqlalchemy import func, select
 
 from crm.db import db
 from loyalty import settings
-from loyalty.models import LedgerEntry
+from loyalty.models import LedgerEntry, Purchase, PurchaseReturn
 from tests.helpers import verify_clean
 
 LINES = [{"sku": "SHOE", "category": "shoes", "quantity": 2, "unit_price": "30.00"},
@@ -135,4 +139,45 @@ def test_anonymous_purchase_returned_then_claimed_earns_the_net(till, factory, r
     assert r.status_code == 200
     assert till.points(c.id)["balance"] == 60
     assert Decimal(r.get_json()["paid"]) == Decimal("100.00")
+    verify_clean(runner)
+
+
+def test_returns_racing_their_sales_are_each_applied_once(live_server, till, factory,
+                                                          runner):
+    """Each of six sales, its return named by the receipt (the till posts it before the
+    sale has reached us) and a retry of that return, all at the same moment: whichever
+    comes first, every return is applied once, held or not, and every point comes back."""
+    c = factory.customer()
+    now = datetime.now(UTC).isoformat()
+    posts = []
+    for n in range(6):
+        receipt = f"RACE-R{n}"
+        posts.append(("/api/v1/purchases", {
+            "receipt_id": receipt, "occurred_at": now, "currency": "EUR", "total": "40.00",
+            "customer": {"id": c.id},
+            "lines": [{"sku": "A", "quantity": 1, "unit_price": "40.00"}]}))
+        posts += [("/api/v1/returns", {"receipt_id": receipt, "return_id": f"RR{n}"})] * 2
+    barrier = threading.Barrier(len(posts))
+
+    def post(item):
+        path, body = item
+        barrier.wait()
+        return requests.post(f"{live_server}{path}", headers=till.headers, json=body,
+                             timeout=60)
+
+    with ThreadPoolExecutor(len(posts)) as pool:
+        answers = list(pool.map(post, posts))
+    sales = [r.status_code for (path, _), r in zip(posts, answers, strict=True)
+             if path == "/api/v1/purchases"]
+    returns = [r.status_code for (path, _), r in zip(posts, answers, strict=True)
+               if path == "/api/v1/returns"]
+    assert sales == [201] * 6, [r.text for r in answers]
+    for first, second in zip(returns[::2], returns[1::2], strict=True):
+        assert sorted((first, second)) in ([200, 201], [200, 202]), returns
+    rows = db.session.scalars(select(PurchaseReturn)).all()
+    assert len(rows) == 6 and {r.status for r in rows} == {"applied"}
+    purchases = db.session.scalars(select(Purchase)).all()
+    assert [(p.points_earned, p.points_reversed, p.returned_paid) for p in purchases] \
+        == [(40, 40, 4000)] * 6
+    assert till.points(c.id)["balance"] == 0
     verify_clean(runner)
