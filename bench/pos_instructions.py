@@ -27,6 +27,7 @@ number of times under valgrind's slowdown). Exit status 0 when every sale answer
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import random
@@ -38,32 +39,21 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.pos import POINTS, REDEEM_EVERY, REPO, copy_database, flask
+from bench.seed import sale
 
 SERVERS = {"app": ("wsgi", "/api/v1/purchases"),
            "stack": ("bench.stack_app", "/api/v1/bench/purchases")}
 
 
 def sales(members: int, count: int) -> list[dict[str, object]]:
-    """bench/purchases.lua's bodies, from a fixed seed."""
+    """COUNT sales from a fixed seed: a child posting fewer posts the first of the same."""
     rng = random.Random(19)
-    bodies = []
-    for n in range(1, count + 1):
-        cents = rng.randint(100, 9999)
-        price = f"{cents // 100}.{cents % 100:02d}"
-        body: dict[str, object] = {
-            "receipt_id": f"i-{n}", "occurred_at": "2026-01-01T10:00:00+00:00",
-            "currency": "EUR", "total": price, "customer": {"id": rng.randint(1, members)},
-            "lines": [{"sku": f"SKU{cents % 50}", "quantity": 1, "unit_price": price}]}
-        if n % REDEEM_EVERY == 0:
-            body["redeem_points"] = 50
-        bodies.append(body)
-    return bodies
+    return [sale(rng, f"i-{n}", members, "2026-01-01T10:00:00+00:00",
+                 redeem=n % REDEEM_EVERY == 0) for n in range(1, count + 1)]
 
 
 def child(server: str, count: int, members: int, key: str) -> int:
     """Post COUNT sales in this process (the one callgrind counts)."""
-    import importlib
-
     module, path = SERVERS[server]
     app = importlib.import_module(module).app
     client = app.test_client()
@@ -97,10 +87,22 @@ def counted(server: str, count: int, seeded: Path, env: dict[str, str], tmp: Pat
     return int(totals[0].split()[1]), failed
 
 
+def low_high(text: str) -> tuple[int, int]:
+    """LOW,HIGH: two counts of sales, 0 <= LOW < HIGH."""
+    try:
+        low, high = (int(n) for n in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("give two counts, LOW,HIGH") from None
+    if not 0 <= low < high:
+        raise argparse.ArgumentTypeError("needs 0 <= LOW < HIGH")
+    return low, high
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", type=int, default=200)
-    parser.add_argument("--requests", default="100,300", help="LOW,HIGH sales per child")
+    parser.add_argument("--requests", type=low_high, default=(100, 300),
+                        help="LOW,HIGH sales per child (default 100,300)")
     parser.add_argument("--child", choices=sorted(SERVERS), help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--key", help=argparse.SUPPRESS)
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("valgrind") is None:
         print("valgrind is missing (Debian's package valgrind)", file=sys.stderr)
         return 2
-    low, high = (int(n) for n in args.requests.split(","))
+    low, high = args.requests
     tmp = Path(tempfile.mkdtemp(prefix="crm-bench-instr-"))
     try:
         seeded = tmp / "seeded.db"

@@ -24,7 +24,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench.pos import PG_HOST, REPO, pg_admin
+from bench.pos import PG_HOST, REDEEM_EVERY, REPO, pg_admin
 
 MEMBERS = 200
 
@@ -59,7 +59,7 @@ def main() -> int:
                        check=True, capture_output=True)
         os.environ.update({k: env[k] for k in ("DATABASE_URL", "INSTANCE_PATH", "LOG_LEVEL",
                                                "RATELIMIT_DEFAULT")})
-        from bench.seed import seed
+        from bench.seed import sale, seed
 
         key = seed(MEMBERS, 100_000)["pos_key"]
         from crm import create_app
@@ -71,14 +71,7 @@ def main() -> int:
         rng = random.Random(1)
 
         def post(n: int) -> None:
-            cents = rng.randint(100, 9999)
-            price = f"{cents // 100}.{cents % 100:02d}"
-            body = {"receipt_id": f"p-{n}", "occurred_at": at, "currency": "EUR",
-                    "total": price, "customer": {"id": rng.randint(1, MEMBERS)},
-                    "lines": [{"sku": f"SKU{cents % 50}", "quantity": 1,
-                               "unit_price": price}]}
-            if n % 5 == 0:
-                body["redeem_points"] = 50
+            body = sale(rng, f"p-{n}", MEMBERS, at, redeem=n % REDEEM_EVERY == 0)
             r = client.post("/api/v1/purchases", json=body, headers=headers)
             if r.status_code != 201:
                 raise SystemExit(f"{r.status_code}: {r.get_data(as_text=True)}")

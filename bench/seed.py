@@ -9,6 +9,7 @@ verify` holds. Configured by the app's environment (DATABASE_URL, INSTANCE_PATH)
 from __future__ import annotations
 
 import json
+import random
 import sys
 
 from sqlalchemy import insert, select
@@ -20,6 +21,22 @@ from crm.sql import Sql, allocate_ids
 from loyalty import accounts, ledger, settings
 
 BATCH = 500
+
+
+def sale(rng: random.Random, receipt_id: str, members: int, occurred_at: str, *,
+         redeem: bool = False) -> dict[str, object]:
+    """A body for `POST /api/v1/purchases` like bench/purchases.lua's, for the test
+    client: one line at a random price, a random member of 1..MEMBERS, and 50 points
+    redeemed when ``redeem``."""
+    cents = rng.randint(100, 9999)
+    price = f"{cents // 100}.{cents % 100:02d}"
+    body: dict[str, object] = {
+        "receipt_id": receipt_id, "occurred_at": occurred_at, "currency": "EUR",
+        "total": price, "customer": {"id": rng.randint(1, members)},
+        "lines": [{"sku": f"SKU{cents % 50}", "quantity": 1, "unit_price": price}]}
+    if redeem:
+        body["redeem_points"] = 50
+    return body
 
 
 def seed(members: int, points: int) -> dict[str, object]:
