@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from flask import Flask, Response, after_this_request, current_app, g, has_request_context
 
+from crm.db import db, write_intent
 from crm.observability import describe_exception
 
 log = logging.getLogger("crm.after_response")
@@ -36,8 +37,6 @@ def defer(work: Callable[[], None]) -> None:
 
 
 def _run(app: Flask, works: list[Callable[[], None]]) -> None:
-    from crm.db import db, write_intent
-
     token = write_intent.set(True)  # these write (SQLite: BEGIN IMMEDIATE)
     try:
         for work in works:
