@@ -38,6 +38,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 
+from crm.identifiers import NORMALIZATION_VERSION
+
 KEY_FILE = "pii_keys"
 INDEX_BYTES = 16
 FRAGMENT_BYTES = 8
@@ -272,15 +274,11 @@ def open_(table: str, column: str, row_id: int, sealed: str | None) -> str | Non
 
 def blind_index(kind: str, normalized: str, version: int | None = None) -> str:
     """The blind index of a normalised identifier of ``kind`` (unique where it is)."""
-    from crm.identifiers import NORMALIZATION_VERSION
-
     return keyring().index(kind, normalized, version or NORMALIZATION_VERSION)
 
 
 def fragment_index(kind: str, fragment: str, version: int | None = None) -> str:
     """A shorter blind index of a fragment (``phone_end``, ``email_start``, ``birthday``)
     for blocking duplicate candidates: it finds people who share the fragment."""
-    from crm.identifiers import NORMALIZATION_VERSION
-
     return keyring().index(f"fragment.{kind}", fragment, version or NORMALIZATION_VERSION,
                            FRAGMENT_BYTES)
